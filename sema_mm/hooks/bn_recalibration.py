@@ -1,0 +1,79 @@
+"""Recompute batch-norm statistics of a model from training batches.
+
+Used after a SEMA switch with ``buffers='recompute'``: the switched-in weights
+are an average, so the running statistics the model collected for its own
+weights no longer fit them exactly. As ``torch.optim.swa_utils.update_bn``,
+the statistics are reset and re-estimated as a cumulative average over a few
+batches in training mode, without gradients. A private data loader with its
+own seed is used, and the global random states are restored afterwards, so
+the training run's data order and randomness are unchanged. Under
+distributed training the statistics are averaged over ranks, so every rank
+ends with the same buffers.
+"""
+import random
+from typing import List
+
+import numpy as np
+import torch
+from mmengine.dist import all_reduce, get_rank, get_world_size
+from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
+from torch.utils.data import DataLoader
+
+
+@torch.no_grad()
+def recalibrate_bn(model: nn.Module, train_loader: DataLoader,
+                   num_batches: int, seed: int) -> int:
+    """Re-estimate the BN running statistics of ``model``.
+
+    Args:
+        model (nn.Module): An mmengine model (with ``data_preprocessor``),
+            unwrapped from DDP.
+        train_loader (DataLoader): The training loader; its dataset, batch
+            size and collate function are reused.
+        num_batches (int): Number of batches to average over.
+        seed (int): Seed of the private shuffling (offset by the rank).
+
+    Returns:
+        int: The number of batches used.
+    """
+    bns: List[_BatchNorm] = [
+        m for m in model.modules() if isinstance(m, _BatchNorm)
+        and m.track_running_stats
+    ]
+    if not bns:
+        return 0
+    batch_size = train_loader.batch_size or getattr(
+        train_loader.batch_sampler, 'batch_size', 1)
+    loader = DataLoader(
+        train_loader.dataset,
+        batch_size=batch_size,
+        shuffle=True,
+        collate_fn=train_loader.collate_fn,
+        generator=torch.Generator().manual_seed(seed + get_rank()),
+        num_workers=0)
+    momenta = [bn.momentum for bn in bns]
+    was_training = model.training
+    py_state, np_state = random.getstate(), np.random.get_state()
+    used = 0
+    devices = list(range(torch.cuda.device_count()))
+    with torch.random.fork_rng(devices=devices):
+        for bn in bns:
+            bn.reset_running_stats()
+            bn.momentum = None  # cumulative average
+        model.train()
+        for used, batch in enumerate(loader, 1):
+            data = model.data_preprocessor(batch, True)
+            model(**data, mode='tensor')
+            if used >= num_batches:
+                break
+    random.setstate(py_state)
+    np.random.set_state(np_state)
+    for bn, momentum in zip(bns, momenta):
+        bn.momentum = momentum
+    model.train(was_training)
+    if get_world_size() > 1:
+        for bn in bns:
+            all_reduce(bn.running_mean, op='mean')
+            all_reduce(bn.running_var, op='mean')
+    return used

@@ -1,0 +1,147 @@
+"""An exponential moving average of model weights with fused updates.
+
+:class:`FusedEMA` is mmengine's
+:class:`~mmengine.model.ExponentialMovingAverage` (same convention, same
+checkpoint keys, same registry) with the per-step cost cut to the memory
+traffic the average needs:
+
+* the update is one ``torch._foreach_lerp_`` per (device, dtype) group over
+  lists built once, not a ``state_dict()`` and a per-tensor loop per step;
+* the step counter is a Python int (mirrored into the ``steps`` buffer only
+  when a state dict is written), so no step reads a device tensor;
+* buffers that are not averaged are not copied every step.
+
+Momentum convention (mmengine's): ``momentum`` is the weight of the *new*
+weights,
+
+.. math::
+
+    \\theta^{ema}_{t} = (1 - m_t)\\,\\theta^{ema}_{t-1} + m_t\\,\\theta_t ,
+
+so the decay ``alpha`` of the SEMA paper and of timm is ``1 - momentum``
+(``alpha = 0.999`` is ``momentum = 1e-3``). With ``warmup_iters = W > 0`` the
+momentum starts near 1 and decays to ``momentum``:
+``m_k = momentum + (1 - momentum) * exp(-k / W)`` for the ``k``-th update
+(``k`` starts at 1). With ``interval = n > 1`` the average is updated every
+``n``-th call with the momentum compensated, ``1 - (1 - m_k) ** n``, so the
+time constant in optimizer steps does not change.
+"""
+import weakref
+from math import exp
+from typing import List, Optional, Sequence
+
+import torch
+from mmengine.model import ExponentialMovingAverage
+from mmengine.registry import MODELS
+from torch import nn
+from torch.nn.modules.batchnorm import _NormBase
+
+from .tensor_pairs import TensorPairs, name_matches
+
+
+def select_averaged_names(module: nn.Module, update_buffers: bool,
+                          exclude: Sequence[str] = ()) -> List[str]:
+    """Names of the tensors of ``module`` that an EMA averages and switches.
+
+    Floating-point parameters, plus, when ``update_buffers`` is set, the
+    floating-point statistics of normalisation layers (BatchNorm, SyncBN,
+    InstanceNorm running mean and variance). Other buffers (integer counters,
+    MoCo queues, position tables) are never averaged. Names under one of
+    ``exclude`` (see :func:`name_matches`) are left out.
+    """
+    names = [
+        n for n, p in module.named_parameters() if p.is_floating_point()
+    ]
+    if update_buffers:
+        for mod_name, mod in module.named_modules():
+            if isinstance(mod, _NormBase):
+                names += [
+                    f'{mod_name}.{n}' if mod_name else n
+                    for n, b in mod.named_buffers(recurse=False)
+                    if b is not None and b.is_floating_point()
+                ]
+    return [n for n in names if not name_matches(n, exclude)]
+
+
+@MODELS.register_module()
+class FusedEMA(ExponentialMovingAverage):
+    """EMA of a model's weights with fused multi-tensor updates.
+
+    Args:
+        model (nn.Module): The model to average; it is deep-copied.
+        momentum (float): Weight of the new weights in each update
+            (mmengine convention; paper/timm decay is ``1 - momentum``).
+            Must lie in (0, 1). Defaults to 1e-3.
+        interval (int): Update every ``interval`` calls, with the momentum
+            compensated as ``1 - (1 - m) ** interval``. Defaults to 1.
+        device (torch.device, optional): Keep the average on this device
+            (e.g. ``'cpu'`` to save accelerator memory). Defaults to the
+            model's device.
+        update_buffers (bool): Also average the running statistics of
+            normalisation layers. Defaults to False (parameters only).
+        warmup_iters (int): Time constant, in updates, of the momentum
+            warm-up described in the module docstring; 0 disables it.
+            Defaults to 0.
+        exclude (Sequence[str]): Names of parameters, buffers or modules kept
+            out of the average. Defaults to ().
+    """
+
+    def __init__(self,
+                 model: nn.Module,
+                 momentum: float = 1e-3,
+                 interval: int = 1,
+                 device: Optional[torch.device] = None,
+                 update_buffers: bool = False,
+                 warmup_iters: int = 0,
+                 exclude: Sequence[str] = ()) -> None:
+        super().__init__(model, momentum, interval, device, update_buffers)
+        if warmup_iters < 0:
+            raise ValueError(f'warmup_iters must be >= 0, got {warmup_iters}')
+        self.warmup_iters = warmup_iters
+        self.exclude = tuple(exclude)
+        self.averaged_names = select_averaged_names(self.module,
+                                                    update_buffers,
+                                                    self.exclude)
+        self.num_steps = 0
+        self._pairs: Optional[TensorPairs] = None
+        # A weak reference: an nn.Module attribute would become a submodule.
+        self._source = lambda: None
+
+    def momentum_at(self, k: int) -> float:
+        """Momentum of the ``k``-th update (``k >= 1``) before compensation."""
+        if self.warmup_iters <= 0:
+            return self.momentum
+        decay = exp(-k / self.warmup_iters)
+        return self.momentum + (1 - self.momentum) * decay
+
+    def pairs_for(self, model: nn.Module) -> TensorPairs:
+        """The (average, model) tensor pairs, built once per source model."""
+        if self._source() is not model:
+            self._pairs = TensorPairs(self.module, model, self.averaged_names)
+            self._source = weakref.ref(model)
+        return self._pairs
+
+    def seed(self, model: nn.Module) -> None:
+        """Start the average from ``model``'s current weights."""
+        self.pairs_for(model).copy_to_averaged()
+        self.num_steps = 1
+
+    def update_parameters(self, model: nn.Module) -> None:
+        """Fold ``model``'s current weights into the average."""
+        pairs = self.pairs_for(model)
+        if self.num_steps == 0:
+            pairs.copy_to_averaged()
+        elif self.num_steps % self.interval == 0:
+            m = self.momentum_at(self.num_steps)
+            if self.interval > 1:
+                m = 1 - (1 - m)**self.interval
+            pairs.lerp_(m)
+        self.num_steps += 1
+
+    def _save_to_state_dict(self, destination, prefix, keep_vars):
+        self.steps.fill_(self.num_steps)
+        super()._save_to_state_dict(destination, prefix, keep_vars)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        self.num_steps = int(self.steps)

@@ -1,0 +1,91 @@
+"""When SwitchEMAHook switches: epochs, iterations, in-epoch, begin, end."""
+import pytest
+import torch
+
+from tests.utils import Probe, make_runner, params, sema_hook
+
+ITERS_PER_EPOCH = 8  # 32 toy samples, batch 4
+
+
+def switch_iterations(probe: Probe):
+    """1-based iterations after which the switch count went up."""
+    counts = [0] + probe.switches_after_iter
+    return [i for i in range(1, len(counts)) if counts[i] > counts[i - 1]]
+
+
+def switched_epochs(probe: Probe, runner):
+    """Epochs (1-based) at whose end the model was set to the EMA."""
+    hook = sema_hook(runner)
+    return hook.num_switches, [
+        e + 1 for e, (m, ema) in enumerate(
+            zip(probe.after_epoch, probe.ema_after_epoch))
+        if all(torch.equal(m[k], ema[k]) for k in m)
+    ]
+
+
+def run(tmp_path, hook_cfg, **overrides):
+    probe = Probe()
+    runner = make_runner(
+        tmp_path, hooks=[probe],
+        custom_hooks=[dict(type='SwitchEMAHook', momentum=0.2, **hook_cfg)],
+        **overrides)
+    runner.train()
+    return runner, probe
+
+
+@pytest.mark.parametrize('hook_cfg, epochs', [
+    (dict(), [1, 2, 3, 4]),
+    (dict(switch_interval=2), [2, 4]),
+    (dict(switch_interval=3), [3]),
+    (dict(switch_end=2), [1, 2]),
+    (dict(begin_epoch=2), [3, 4]),
+])
+def test_epoch_switching(tmp_path, hook_cfg, epochs):
+    runner, probe = run(tmp_path, hook_cfg)
+    assert switched_epochs(probe, runner) == (len(epochs), epochs)
+
+
+def test_begin_epoch_seeds_ema_when_averaging_starts(tmp_path):
+    """Before ``begin_epoch`` nothing is averaged; the EMA then starts from
+    the weights at the start of that epoch."""
+    runner, probe = run(tmp_path, dict(begin_epoch=2))
+    ema = sema_hook(runner).ema_model
+    assert ema.num_steps == 1 + 2 * ITERS_PER_EPOCH
+
+
+def test_half_epoch_switching(tmp_path):
+    """switches_per_epoch=2 switches mid-epoch and at the epoch end."""
+    runner, probe = run(tmp_path, dict(switches_per_epoch=2))
+    # Mid-epoch switches after iterations 4, 12, 20, 28; the epoch-end
+    # ones (after 8, 16, 24) show up at the next iteration's count.
+    assert switch_iterations(probe) == [4, 9, 12, 17, 20, 25, 28]
+    assert sema_hook(runner).num_switches == 8
+    assert switched_epochs(probe, runner)[1] == [1, 2, 3, 4]
+
+
+def test_iteration_based_loop(tmp_path):
+    """IterBasedTrainLoop with switch_by_epoch=False: every N iterations."""
+    runner, probe = run(
+        tmp_path, dict(switch_by_epoch=False, switch_interval=5),
+        train_cfg=dict(type='IterBasedTrainLoop', max_iters=20,
+                       val_interval=10),
+        train_dataloader=dict(
+            batch_size=4, num_workers=0,
+            sampler=dict(type='InfiniteSampler', shuffle=True),
+            collate_fn=dict(type='toy_collate'),
+            dataset=dict(type='ToyDataset', num_samples=32)),
+        param_scheduler=dict(type='MultiStepLR', milestones=[10],
+                             by_epoch=False),
+        default_hooks=dict(checkpoint=dict(type='CheckpointHook',
+                                           interval=10, by_epoch=False)))
+    assert switch_iterations(probe) == [5, 10, 15, 20]
+    ema = sema_hook(runner).ema_model.module
+    for k, v in params(ema).items():
+        assert torch.equal(v, probe.after_iter[-1][k])
+
+
+def test_iteration_switching_with_switch_end(tmp_path):
+    runner, probe = run(
+        tmp_path, dict(switch_by_epoch=False, switch_interval=6,
+                       switch_end=20))
+    assert switch_iterations(probe) == [6, 12, 18]
