@@ -266,3 +266,21 @@ def test_copy_of_model_is_never_a_shared_tensor(tmp_path):
         for p in runner.model.parameters():
             p.add_(1.0)
     assert_equal(params(ema), before)
+
+
+def test_ema_starts_from_loaded_weights(tmp_path):
+    """With ``load_from`` the EMA starts from the loaded weights (loaded
+    after the EMA copy was built), not from the random initialisation."""
+    one_epoch = dict(train_cfg=dict(by_epoch=True, max_epochs=1,
+                                    val_interval=1))
+    make_runner(tmp_path / 'a', **one_epoch).train()
+    ckpt = str(tmp_path / 'a' / 'epoch_1.pth')
+    probe = Probe()
+    runner = make_runner(tmp_path / 'b', hooks=[probe], load_from=ckpt,
+                         randomness=dict(seed=1, deterministic=True),
+                         **one_epoch)
+    runner.train()
+    loaded = torch.load(ckpt)['state_dict']
+    assert_equal({k: probe.init_state[k] for k in loaded}, loaded)
+    ref = reference_sema(probe.init_state, probe.batches)
+    assert_close(probe.ema_after_epoch[0], ref[0][0])

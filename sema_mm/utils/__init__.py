@@ -1,0 +1,15 @@
+"""Helpers of sema_mm's ``tools/train.py`` and ``tools/test.py``."""
+from .codebase import (
+    CODEBASES,
+    Codebase,
+    get_codebase,
+    merge_test_args,
+    merge_train_args,
+)
+from .launch import build_runner, cpu_model_wrapper_cfg, setup_distributed
+
+__all__ = [
+    'CODEBASES', 'Codebase', 'get_codebase', 'merge_train_args',
+    'merge_test_args', 'build_runner', 'cpu_model_wrapper_cfg',
+    'setup_distributed'
+]

@@ -1,0 +1,249 @@
+"""Build the mmengine Runner for a launcher, on GPUs or on CPU only.
+
+On a machine with an accelerator nothing here changes mmengine: the Runner
+calls ``init_dist(launcher, **env_cfg.dist_cfg)`` (``nccl`` on GPUs) and
+wraps the model in ``MMDistributedDataParallel(device_ids=[LOCAL_RANK])``,
+exactly as with the upstream ``tools/train.py``.
+
+When :func:`mmengine.device.get_device` is ``'cpu'`` (no GPU, or
+``CUDA_VISIBLE_DEVICES=''``), mmengine 0.10.7 cannot train with more than one
+process. Two workarounds, neither of which patches mmengine:
+
+1. ``init_dist`` calls ``torch.cuda.set_device(local_rank)`` for the
+   ``pytorch``, ``slurm`` and ``mpi`` launchers, which raises without CUDA,
+   and OpenMMLab configs ask for ``dist_cfg=dict(backend='nccl')``, which
+   needs GPUs. :func:`init_cpu_process_group` initialises the default
+   process group itself, with ``gloo``, from the environment variables that
+   mmengine reads for each launcher. ``Runner.setup_env`` only calls
+   ``init_dist`` when no process group exists yet, so it then leaves it be.
+2. ``Runner.wrap_model`` gives the DDP wrapper
+   ``device_ids=[int(os.environ['LOCAL_RANK'])]``, which torch refuses for a
+   module on the CPU. With ``model_wrapper_cfg`` set, mmengine passes
+   ``device_ids`` only as a *default* argument and the config's own value
+   wins, so :func:`cpu_model_wrapper_cfg` sets ``model_wrapper_cfg`` with
+   ``device_ids=None`` (and, when the config had none, the
+   ``broadcast_buffers=False`` and ``find_unused_parameters`` mmengine's
+   default wrapper gets).
+
+The rest of that path needs no change: :mod:`mmengine.dist` chooses the
+communication device from the backend (CPU tensors for ``gloo``), and the
+other ``torch.cuda`` calls of the Runner, its hooks and the logger are
+guarded by ``torch.cuda.is_available()`` or are no-ops without CUDA.
+
+Not covered on CPU: ``SyncBatchNorm`` (``sync_bn`` or ``norm_cfg=dict(
+type='SyncBN')``) with more than one process, which torch only implements on
+accelerators; use ``BN`` for CPU runs.
+"""
+import datetime
+import os
+import shutil
+import subprocess
+from typing import Dict, Optional, Tuple, Union
+
+import torch.distributed as torch_dist
+from mmengine.config import Config, ConfigDict
+from mmengine.device import get_device
+from mmengine.dist import is_distributed
+from mmengine.logging import print_log
+from mmengine.registry import MODEL_WRAPPERS, RUNNERS
+from mmengine.runner import Runner
+from torch.nn.parallel import DistributedDataParallel
+
+LAUNCHERS = ('none', 'pytorch', 'slurm', 'mpi')
+CPU_BACKENDS = ('gloo', 'mpi')
+
+
+def _require_env(launcher: str, *names: str) -> None:
+    """Fail clearly when a launcher's environment variable is missing."""
+    missing = [name for name in names if name not in os.environ]
+    if missing:
+        hint = {
+            'pytorch': 'start it with torchrun, e.g. tools/dist_train.sh',
+            'slurm': 'start it with srun, e.g. tools/slurm_train.sh',
+            'mpi': 'start it with mpirun (Open MPI)',
+        }[launcher]
+        raise RuntimeError(
+            f'--launcher {launcher} needs the environment variables '
+            f'{", ".join(missing)}: {hint}.')
+
+
+def _slurm_master_addr(node_list: str) -> str:
+    """The first host of ``SLURM_NODELIST``, as mmengine finds it."""
+    if shutil.which('scontrol'):
+        return subprocess.getoutput(
+            f'scontrol show hostname {node_list} | head -n1')
+    if not any(c in node_list for c in '[],'):
+        return node_list  # a single plain host name
+    raise RuntimeError(
+        f'Cannot expand SLURM_NODELIST={node_list!r} without `scontrol`; '
+        'set MASTER_ADDR.')
+
+
+def set_launcher_env(launcher: str, port: Optional[int] = None) -> None:
+    """Set ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR`` and
+    ``MASTER_PORT`` from a launcher's own variables, as mmengine's
+    ``init_dist`` does for it.
+
+    Args:
+        launcher (str): ``'pytorch'`` (torchrun sets them all), ``'slurm'``
+            or ``'mpi'``.
+        port (int, optional): Master port for slurm
+            (``env_cfg.dist_cfg.port``); else ``MASTER_PORT``, else 29500.
+    """
+    if launcher == 'pytorch':
+        _require_env(launcher, 'RANK', 'WORLD_SIZE', 'MASTER_ADDR',
+                     'MASTER_PORT')
+        os.environ.setdefault('LOCAL_RANK', '0')
+    elif launcher == 'slurm':
+        _require_env(launcher, 'SLURM_PROCID', 'SLURM_NTASKS',
+                     'SLURM_NODELIST')
+        proc_id = os.environ['SLURM_PROCID']
+        if port is not None:
+            os.environ['MASTER_PORT'] = str(port)
+        os.environ.setdefault('MASTER_PORT', '29500')
+        if 'MASTER_ADDR' not in os.environ:
+            os.environ['MASTER_ADDR'] = _slurm_master_addr(
+                os.environ['SLURM_NODELIST'])
+        os.environ['WORLD_SIZE'] = os.environ['SLURM_NTASKS']
+        os.environ['LOCAL_RANK'] = os.environ.get('SLURM_LOCALID', '0')
+        os.environ['RANK'] = proc_id
+    elif launcher == 'mpi':
+        _require_env(launcher, 'OMPI_COMM_WORLD_RANK', 'OMPI_COMM_WORLD_SIZE',
+                     'OMPI_COMM_WORLD_LOCAL_RANK', 'MASTER_ADDR')
+        os.environ.setdefault('MASTER_PORT', '29500')
+        os.environ['WORLD_SIZE'] = os.environ['OMPI_COMM_WORLD_SIZE']
+        os.environ['RANK'] = os.environ['OMPI_COMM_WORLD_RANK']
+        os.environ['LOCAL_RANK'] = os.environ['OMPI_COMM_WORLD_LOCAL_RANK']
+    else:
+        raise ValueError(f'launcher must be one of {LAUNCHERS[1:]}, got '
+                         f'{launcher!r}')
+
+
+def init_cpu_process_group(launcher: str,
+                           backend: str = 'gloo',
+                           init_backend: str = 'torch',
+                           port: Optional[int] = None,
+                           timeout: Optional[float] = None,
+                           **kwargs) -> str:
+    """Initialise the default process group for CPU-only processes.
+
+    Takes ``env_cfg.dist_cfg`` as keyword arguments, like mmengine's
+    ``init_dist``. A GPU backend (``nccl``, the OpenMMLab default) is
+    replaced with ``gloo``; ``gloo`` and ``mpi`` are kept.
+
+    Args:
+        launcher (str): ``'pytorch'``, ``'slurm'`` or ``'mpi'``.
+        backend (str): Backend asked for by the config.
+        init_backend (str): Only ``'torch'`` is supported on CPU.
+        port (int, optional): Master port for slurm.
+        timeout (float, optional): Timeout in seconds.
+        **kwargs: Passed to :func:`torch.distributed.init_process_group`.
+
+    Returns:
+        str: The backend used.
+    """
+    if init_backend != 'torch':
+        raise ValueError(
+            f"init_backend={init_backend!r} is not supported without an "
+            "accelerator; use dist_cfg=dict(init_backend='torch').")
+    set_launcher_env(launcher, port)
+    if backend not in CPU_BACKENDS:
+        backend = 'gloo'
+    if timeout is not None:
+        kwargs['timeout'] = datetime.timedelta(seconds=timeout)
+    torch_dist.init_process_group(
+        backend=backend,
+        rank=int(os.environ['RANK']),
+        world_size=int(os.environ['WORLD_SIZE']),
+        **kwargs)
+    return backend
+
+
+def _wrapper_is_ddp(wrapper_type: Union[str, type],
+                    scope: Optional[str]) -> bool:
+    """Whether a model wrapper type is a DistributedDataParallel, i.e. one
+    that mmengine gives ``device_ids``."""
+    if isinstance(wrapper_type, str):
+        with MODEL_WRAPPERS.switch_scope_and_registry(scope) as registry:
+            wrapper_type = registry.get(wrapper_type)
+    return isinstance(wrapper_type, type) and issubclass(
+        wrapper_type, DistributedDataParallel)
+
+
+def cpu_model_wrapper_cfg(cfg: Config) -> Dict:
+    """``model_wrapper_cfg`` for ``cfg`` with ``device_ids=None`` for DDP.
+
+    Args:
+        cfg (Config): The full config.
+
+    Returns:
+        dict: mmengine's default wrapper (``MMDistributedDataParallel`` with
+        ``broadcast_buffers=False`` and the config's
+        ``find_unused_parameters``) when the config sets none; otherwise the
+        config's, with ``device_ids=None`` added when it is a DDP and sets no
+        ``device_ids`` itself.
+    """
+    wrapper = cfg.get('model_wrapper_cfg')
+    if wrapper is None:
+        return ConfigDict(
+            type='MMDistributedDataParallel',
+            device_ids=None,
+            broadcast_buffers=False,
+            find_unused_parameters=cfg.get('find_unused_parameters', False))
+    wrapper = ConfigDict(wrapper)
+    wrapper.setdefault('type', 'MMDistributedDataParallel')
+    if 'device_ids' not in wrapper and _wrapper_is_ddp(
+            wrapper['type'], cfg.get('default_scope')):
+        wrapper['device_ids'] = None
+    return wrapper
+
+
+def setup_distributed(cfg: Config) -> Tuple[Optional[str], str]:
+    """Prepare ``cfg.launcher`` to run on this machine.
+
+    Does nothing for ``launcher='none'`` or on an accelerator (mmengine's
+    ``init_dist`` then runs as upstream). On CPU it initialises the process
+    group with ``gloo`` and sets ``cfg.model_wrapper_cfg`` (see the module
+    docstring).
+
+    Args:
+        cfg (Config): The full config; ``model_wrapper_cfg`` may be set.
+
+    Returns:
+        tuple[str | None, str]: The backend this function initialised (None
+        when it left that to mmengine) and the device.
+    """
+    launcher = cfg.get('launcher', 'none')
+    if launcher not in LAUNCHERS:
+        raise ValueError(
+            f'launcher must be one of {LAUNCHERS}, got {launcher!r}')
+    device = get_device()
+    if launcher == 'none':
+        return None, device
+    if device != 'cpu':
+        if launcher == 'pytorch':
+            _require_env(launcher, 'RANK', 'WORLD_SIZE', 'LOCAL_RANK')
+        return None, device
+    backend = None
+    if not is_distributed():
+        env_cfg = cfg.get('env_cfg') or {}
+        dist_cfg = dict(env_cfg.get('dist_cfg') or {})
+        asked = dist_cfg.get('backend', 'nccl')
+        backend = init_cpu_process_group(launcher, **dist_cfg)
+        if torch_dist.get_rank() == 0:
+            print_log(
+                f'No accelerator: world size {torch_dist.get_world_size()} '
+                f'on the CPU, {backend} backend' +
+                (f' (instead of {asked})' if asked != backend else '') + '.',
+                logger='current')
+    cfg.model_wrapper_cfg = cpu_model_wrapper_cfg(cfg)
+    return backend, device
+
+
+def build_runner(cfg: Config) -> Runner:
+    """Build the Runner of ``cfg`` (``runner_type`` if set) after
+    :func:`setup_distributed`."""
+    setup_distributed(cfg)
+    if 'runner_type' not in cfg:
+        return Runner.from_cfg(cfg)
+    return RUNNERS.build(cfg)

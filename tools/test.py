@@ -1,0 +1,79 @@
+"""Test a checkpoint of an mmdet, mmpretrain, mmselfsup or mmengine config.
+
+    python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out FILE.pkl]
+        [--cfg-options KEY=VALUE ...] [--launcher {none,pytorch,slurm,mpi}]
+
+Runs the config's ``test_dataloader`` and ``test_evaluator`` on the weights of
+``CHECKPOINT`` (a checkpoint saved with ``SwitchEMAHook`` holds the EMA in
+its ``state_dict``) and prints the metrics. ``--out`` also dumps the
+predictions to a pickle file (mmdet: ``DumpDetResults``, otherwise mmengine's
+``DumpResults``). Multi-process runs use nccl on GPUs and gloo on CPU-only
+machines (see :mod:`sema_mm.utils.launch`).
+"""
+import argparse
+import os
+
+from mmengine.config import Config, DictAction
+from mmengine.dist import get_rank
+from mmengine.logging import print_log
+
+import sema_mm  # noqa: F401
+from sema_mm.utils import build_runner, merge_test_args
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    """Parse the command line of ``tools/test.py``."""
+    parser = argparse.ArgumentParser(description='Test (and eval) a model')
+    parser.add_argument('config', help='test config file path')
+    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument(
+        '--work-dir',
+        help='the directory to save the file containing evaluation metrics')
+    parser.add_argument(
+        '--out',
+        type=str,
+        help='dump predictions to a pickle file for offline evaluation')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override some settings in the used config, the key-value pair '
+        'in xxx=yyy format will be merged into config file (last). If the '
+        'value to be overwritten is a list, it should be like key="[a,b]" or '
+        'key=a,b. It also allows nested list/tuple values, e.g. '
+        'key="[(a,b),(c,d)]". Note that the quotation marks are necessary '
+        'and that no white space is allowed.')
+    parser.add_argument(
+        '--launcher',
+        choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none',
+        help='job launcher')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args(argv)
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    return args
+
+
+def main(argv=None) -> dict:
+    """Test as the config's codebase does; return the metrics."""
+    args = parse_args(argv)
+    cfg = Config.fromfile(args.config)
+    codebase = merge_test_args(cfg, args)
+    codebase.require_installed(args.config)
+    if codebase.setup is not None:
+        codebase.setup()
+    runner = build_runner(cfg)
+    if args.out is not None:
+        runner.test_evaluator.metrics.append(
+            codebase.build_dump_metric(args.out))
+    metrics = runner.test()
+    if get_rank() == 0:
+        print_log(
+            'Test metrics: ' + ', '.join(f'{k}: {v}'
+                                         for k, v in metrics.items()))
+    return metrics
+
+
+if __name__ == '__main__':
+    main()

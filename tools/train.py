@@ -1,0 +1,80 @@
+"""Train a model from an mmdet, mmpretrain, mmselfsup or mmengine config.
+
+    python tools/train.py CONFIG [--work-dir DIR] [--amp] [--auto-scale-lr]
+        [--resume [auto|CHECKPOINT]] [--cfg-options KEY=VALUE ...]
+        [--launcher {none,pytorch,slurm,mpi}]
+
+The command line and behaviour follow the codebase's own ``tools/train.py``
+(chosen by the config's ``default_scope``, see :mod:`sema_mm.utils.codebase`).
+Multi-process runs (``tools/dist_train.sh``, ``tools/slurm_train.sh``) use
+nccl on GPUs and gloo on CPU-only machines (see :mod:`sema_mm.utils.launch`).
+Importing sema_mm registers ``SwitchEMAHook`` and lets checkpoints load with
+``weights_only=True``.
+"""
+import argparse
+import os
+
+from mmengine.config import Config, DictAction
+
+import sema_mm  # noqa: F401
+from sema_mm.utils import build_runner, merge_train_args
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    """Parse the command line of ``tools/train.py``."""
+    parser = argparse.ArgumentParser(description='Train a model')
+    parser.add_argument('config', help='train config file path')
+    parser.add_argument('--work-dir', help='the dir to save logs and models')
+    parser.add_argument(
+        '--amp',
+        action='store_true',
+        default=False,
+        help='enable automatic-mixed-precision training')
+    parser.add_argument(
+        '--auto-scale-lr',
+        action='store_true',
+        help='enable automatically scaling LR')
+    parser.add_argument(
+        '--resume',
+        nargs='?',
+        type=str,
+        const='auto',
+        help='resume from the given checkpoint, or, without a value, from '
+        'the latest checkpoint in the work_dir')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override some settings in the used config, the key-value pair '
+        'in xxx=yyy format will be merged into config file (last, after all '
+        'other options). If the value to be overwritten is a list, it should '
+        'be like key="[a,b]" or key=a,b. It also allows nested list/tuple '
+        'values, e.g. key="[(a,b),(c,d)]". Note that the quotation marks are '
+        'necessary and that no white space is allowed.')
+    parser.add_argument(
+        '--launcher',
+        choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none',
+        help='job launcher')
+    # torch.distributed.launch passes --local_rank, torchrun sets LOCAL_RANK
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args(argv)
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    return args
+
+
+def main(argv=None) -> None:
+    """Train as the config's codebase does."""
+    args = parse_args(argv)
+    cfg = Config.fromfile(args.config)
+    codebase = merge_train_args(cfg, args)
+    codebase.require_installed(args.config)
+    if codebase.setup is not None:
+        codebase.setup()
+    runner = build_runner(cfg)
+    runner.train()
+
+
+if __name__ == '__main__':
+    main()
