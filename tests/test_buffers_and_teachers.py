@@ -1,4 +1,5 @@
 """Buffer policies and models with momentum teachers (MoCo-like)."""
+import pytest
 import torch
 
 from tests.utils import Probe, make_runner, params, sema_hook
@@ -74,16 +75,17 @@ def test_recompute_policy_recalibrates_bn(tmp_path):
     assert int(bn.num_batches_tracked) > 0
 
 
-def test_momentum_teacher_and_queue_are_left_to_the_model(tmp_path):
-    """encoder_k (an averaged model inside the model) and the queue are
-    excluded automatically: the switch leaves them as the model's own
-    update made them, and they are never averaged."""
+def test_separate_ema_leaves_teacher_and_queue_alone(tmp_path):
+    """With a separate EMA (teacher=None), encoder_k (an averaged model
+    inside the model) and the queue are excluded automatically: the switch
+    leaves them as the model's own update made them, and they are never
+    averaged."""
     before, after = Probe('HIGHEST'), Probe('LOWEST')
     runner = make_runner(
         tmp_path, hooks=[before, after],
         model=dict(type='ToyMomentumModel'),
         custom_hooks=[dict(type='SwitchEMAHook', momentum=0.2,
-                           buffers='average')])
+                           buffers='average', teacher=None)])
     runner.train()
     hook = sema_hook(runner)
     assert hook.excluded == ('encoder_k', )
@@ -97,13 +99,17 @@ def test_momentum_teacher_and_queue_are_left_to_the_model(tmp_path):
                for b, a in zip(before.after_epoch, after.after_epoch))
 
 
-def test_teacher_follows_only_its_own_update(tmp_path):
+@pytest.mark.parametrize('teacher', [None, 'auto'])
+def test_teacher_follows_only_its_own_update(tmp_path, teacher):
     """The teacher after training equals the model's own EMA of the online
-    backbone, replayed from the online weights at every step."""
+    backbone, replayed from the online weights at every step (whether the
+    hook keeps its own EMA or switches the teacher in)."""
     probe = Probe('LOWEST')
     runner = make_runner(
         tmp_path, hooks=[probe], model=dict(type='ToyMomentumModel'),
-        train_cfg=dict(by_epoch=True, max_epochs=2, val_interval=1))
+        train_cfg=dict(by_epoch=True, max_epochs=2, val_interval=1),
+        custom_hooks=[dict(type='SwitchEMAHook', momentum=0.2,
+                           teacher=teacher)])
     runner.train()
     # Replay: the teacher is updated inside loss(), i.e. with the online
     # weights *before* each step: those after the previous iteration (or
@@ -137,3 +143,53 @@ def test_teacher_follows_only_its_own_update(tmp_path):
            if k.startswith('encoder_k.module.')}
     for k in teacher:
         torch.testing.assert_close(got[k], teacher[k], atol=1e-6, rtol=0)
+
+
+class TeacherProbe(Probe):
+    """Record the online backbone, the teacher and the queue at epoch ends."""
+
+    def __init__(self, priority):
+        super().__init__(priority)
+        self.states = []
+
+    def after_train_epoch(self, runner):
+        sd = runner.model.state_dict()
+        self.states.append({k: v.clone() for k, v in sd.items()})
+
+
+def test_model_teacher_is_the_ema(tmp_path):
+    """teacher='auto' (default) on a MoCo-like model: no second copy; each
+    switch copies the teacher into the online backbone and leaves the
+    teacher, the queue and its pointer exactly as they were."""
+    before, after = TeacherProbe('HIGHEST'), TeacherProbe('LOWEST')
+    runner = make_runner(
+        tmp_path, hooks=[before, after], model=dict(type='ToyMomentumModel'),
+        custom_hooks=[dict(type='SwitchEMAHook', momentum=0.2)])
+    runner.train()
+    hook = sema_hook(runner)
+    assert hook.teacher_name == 'encoder_k'
+    assert hook.ema_model is runner.model.encoder_k  # no separate copy
+    assert hook.num_switches == 4
+    for b, a in zip(before.states, after.states):
+        for k in b:
+            if k.startswith(('encoder_k', 'queue', 'head')) or \
+                    'running' in k or 'num_batches' in k:
+                assert torch.equal(a[k], b[k]), k  # switch left it alone
+        for k in ('backbone.0.weight', 'backbone.1.weight', 'backbone.0.bias'):
+            assert torch.equal(a[k], b['encoder_k.module.' + k[9:]]), k
+            assert not torch.equal(a[k], b[k]), k  # it did change online
+    ckpt = torch.load(tmp_path / 'epoch_4.pth')
+    assert 'ema_state_dict' not in ckpt
+
+
+def test_model_teacher_can_be_named_or_refused(tmp_path):
+    runner = make_runner(
+        tmp_path, model=dict(type='ToyMomentumModel'),
+        custom_hooks=[dict(type='SwitchEMAHook', teacher='queue')])
+    with pytest.raises(ValueError, match="teacher='queue' is not"):
+        runner.train()
+    runner = make_runner(
+        tmp_path, model=dict(type='ToyMomentumModel'),
+        custom_hooks=[dict(type='SwitchEMAHook', buffers='average')])
+    with pytest.raises(ValueError, match="buffers='average' needs"):
+        runner.train()

@@ -34,8 +34,8 @@ from mmengine.runner import IterBasedTrainLoop
 from ..models.fused_ema import FusedEMA, select_averaged_names
 from ..models.tensor_pairs import TensorPairs, all_finite
 from .bn_recalibration import recalibrate_bn
-from .exclusion import find_momentum_teachers
 from .switch_guard import log_pullback
+from .teachers import find_momentum_teachers, teacher_pairs
 
 BUFFER_POLICIES = ('params', 'average', 'recompute')
 NONFINITE_CHECKS = ('loss', 'weights', None)
@@ -98,6 +98,17 @@ class SwitchEMAHook(EMAHook):
             (``momentum_encoder``) in mmpretrain and mmselfsup. Their queues
             and counters are buffers and are never averaged. Defaults to
             True.
+        teacher (str, optional): Use the model's own momentum teacher (the
+            named averaged-model submodule) as the EMA instead of keeping a
+            second copy: the model keeps updating it as it always does, and
+            each switch copies its parameters into the online modules it
+            follows (e.g. ``encoder_k.module.0`` into ``backbone``). The
+            teacher, its momentum schedule and queues are never touched, and
+            ``momentum`` is unused. ``'auto'`` (default) does this when the
+            model has exactly one teacher that copies top-level modules of
+            the model (mmpretrain's and mmselfsup's MoCo, BYOL, MoCo v3),
+            and keeps a separate EMA otherwise; None always keeps a separate
+            EMA.
         nonfinite_check (str, optional): How an update with non-finite
             weights is detected and skipped (with a warning). ``'loss'``
             (default): the iteration's loss as logged by mmengine is not
@@ -134,6 +145,7 @@ class SwitchEMAHook(EMAHook):
                  bn_batches: int = 50,
                  exclude: Sequence[str] = (),
                  auto_exclude: bool = True,
+                 teacher: Optional[str] = 'auto',
                  nonfinite_check: Optional[str] = 'loss',
                  pullback_threshold: float = 0.5,
                  ema_type: str = 'FusedEMA',
@@ -199,6 +211,8 @@ class SwitchEMAHook(EMAHook):
         self.bn_batches = bn_batches
         self.exclude = tuple(exclude)
         self.auto_exclude = auto_exclude
+        self.teacher = teacher
+        self.teacher_name: Optional[str] = None
         self.nonfinite_check = nonfinite_check
         self.pullback_threshold = pullback_threshold
         self.num_switches = 0
@@ -220,6 +234,11 @@ class SwitchEMAHook(EMAHook):
             '(SwitchEMAHook already keeps, evaluates and saves the EMA).')
         model = runner.model
         self.src_model = model.module if is_model_wrapper(model) else model
+        # Until averaging begins the EMA is, by definition, the model.
+        self._needs_seed = True
+        self._ema_equals_model = True
+        if self._use_model_teacher():
+            return
         ema_cls = self._resolve_ema_type(self.ema_cfg['type'])
         cfg = {k: v for k, v in self.ema_cfg.items() if k != 'type'}
         cfg['update_buffers'] = self.buffers == 'average'
@@ -245,13 +264,49 @@ class SwitchEMAHook(EMAHook):
             self.ema_model.pairs_for(self.src_model)
             if isinstance(self.ema_model, FusedEMA) else TensorPairs(
                 self.ema_model.module, self.src_model, names))
-        # Until averaging begins the EMA is, by definition, the model.
-        self._needs_seed = True
-        self._ema_equals_model = True
         if self.excluded:
             print_log(
                 'SwitchEMAHook: kept out of averaging and switching: '
                 f'{", ".join(self.excluded)}', logger='current')
+
+    def _use_model_teacher(self) -> bool:
+        """Adopt the model's momentum teacher as the EMA if configured."""
+        if self.teacher is None:
+            return False
+        found = find_momentum_teachers(self.src_model)
+        if self.teacher != 'auto':
+            _require(
+                self.teacher in found,
+                f'teacher={self.teacher!r} is not an averaged-model '
+                f'submodule of the model (found: {found}).')
+            found = [self.teacher]
+        pairs = teacher_pairs(self.src_model, found[0]) \
+            if len(found) == 1 else None
+        _require(
+            pairs is not None or self.teacher == 'auto',
+            f'the teacher {self.teacher!r} is not a copy of top-level '
+            'modules of the model, so it cannot be switched into them; '
+            'set teacher=None to keep a separate EMA.')
+        if pairs is None:
+            return False
+        _require(
+            self.buffers != 'average',
+            "buffers='average' needs a separate EMA; with the model's "
+            "teacher use buffers='params' or 'recompute', or teacher=None.")
+        self.teacher_name = found[0]
+        self.ema_model = self.src_model.get_submodule(self.teacher_name)
+        self._pairs = TensorPairs(self.src_model, self.src_model,
+                                  [t for t, _ in pairs],
+                                  [o for _, o in pairs])
+        self._needs_seed = False
+        self._ema_equals_model = False
+        print_log(
+            f'SwitchEMAHook: the model\'s momentum teacher '
+            f'`{self.teacher_name}` is the EMA (its own momentum schedule; '
+            f'`momentum` is unused); each switch copies it into '
+            f'{sorted({o.split(".")[0] for _, o in pairs})}.',
+            logger='current')
+        return True
 
     @staticmethod
     def _resolve_ema_type(ema_type: str) -> type:
@@ -270,7 +325,7 @@ class SwitchEMAHook(EMAHook):
     # ---------------------------------------------------------- checkpoints
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         """Restore the EMA when resuming; check it matches the model."""
-        if not runner._resume:
+        if self.teacher_name or not runner._resume:
             return  # load_from / test: the EMA starts from loaded weights
         if 'ema_state_dict' not in checkpoint:
             print_log(
@@ -303,7 +358,10 @@ class SwitchEMAHook(EMAHook):
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
         """Save the EMA: ``state_dict`` gets the averaged tensors (ready to
-        deploy), ``ema_state_dict`` the model's own, for resuming."""
+        deploy), ``ema_state_dict`` the model's own, for resuming. A model
+        teacher is saved with the model."""
+        if self.teacher_name:
+            return
         ema_state = self.ema_model.state_dict()
         model_state = checkpoint['state_dict']
         averaged = set(self._pairs.names)
@@ -370,6 +428,8 @@ class SwitchEMAHook(EMAHook):
                 round(k * iters_per_epoch / n)
                 for k in range(1, n)
             }
+        if self.teacher_name:
+            return  # the model updates its teacher itself
         resumed = (self._loaded_ema_iter is not None
                    and runner.iter > self.begin_iter)
         self._needs_seed = not resumed
@@ -396,7 +456,9 @@ class SwitchEMAHook(EMAHook):
         """Update the EMA after an optimizer step; switch if one is due."""
         if self._needs_seed:
             return
-        if getattr(runner.optim_wrapper, 'should_update', lambda: True)():
+        if self.teacher_name:
+            self._ema_equals_model = False  # the model moved its teacher
+        elif getattr(runner.optim_wrapper, 'should_update', lambda: True)():
             if self._weights_finite(runner):
                 self.ema_model.update_parameters(self.src_model)
                 self._ema_equals_model = False

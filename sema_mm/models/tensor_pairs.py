@@ -8,7 +8,7 @@ instead of a Python loop of per-tensor kernels. The lists hold references to
 the live tensors, so nothing is rebuilt per step.
 """
 from collections import defaultdict
-from typing import Dict, Iterable, List, Sequence, Tuple
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -38,17 +38,20 @@ class TensorPairs:
             ``ema_model.module``.
         source (nn.Module): The model being averaged (unwrapped from DDP).
         names (Sequence[str]): Names (as in ``named_parameters`` /
-            ``named_buffers``) of the tensors to pair. Every name must be a
-            floating-point tensor present in both modules with the same shape.
+            ``named_buffers``) of the averaged tensors to pair, each a
+            floating-point tensor.
+        source_names (Sequence[str], optional): The names of their partners
+            in ``source``, same order and shapes. Defaults to ``names``.
     """
 
     def __init__(self, averaged: nn.Module, source: nn.Module,
-                 names: Sequence[str]) -> None:
+                 names: Sequence[str],
+                 source_names: Optional[Sequence[str]] = None) -> None:
         avg, src = named_tensors(averaged), named_tensors(source)
         groups: Dict[Tuple, Tuple[List[Tensor], List[Tensor]]] = \
             defaultdict(lambda: ([], []))
-        for name in names:
-            a, s = avg[name].detach(), src[name].detach()
+        for name, src_name in zip(names, source_names or names):
+            a, s = avg[name].detach(), src[src_name].detach()
             if a.shape != s.shape:
                 raise ValueError(
                     f'The averaged model and the model disagree on the shape '
