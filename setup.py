@@ -38,6 +38,7 @@ setup(
     ),
     entry_points=dict(console_scripts=[
         'sema-make-coco=sema_mm.datasets.synthetic_coco:main',
+        'sema-make-digits=sema_mm.datasets.digits:main',
     ]),
     license='Apache License 2.0',
     zip_safe=False,

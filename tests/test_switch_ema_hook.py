@@ -217,7 +217,7 @@ def test_amp_bf16_keeps_ema_in_weight_dtype(tmp_path):
             optimizer=dict(type='SGD', lr=0.1, momentum=0.9)))
     runner.train()
     hook = sema_hook(runner)
-    assert runner.model.last_dtype == torch.bfloat16  # autocast was on
+    assert runner.model.train_dtype == torch.bfloat16  # autocast was on
     assert hook.num_switches == 4
     for name, p in hook.ema_model.module.named_parameters():
         assert p.dtype == torch.float32, name

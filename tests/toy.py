@@ -62,7 +62,6 @@ class ToyClassifier(BaseModel):
 
     def forward(self, inputs: torch.Tensor, label=None, mode: str = 'loss'):
         logits = self.head(self.backbone(inputs))
-        self.last_dtype = logits.dtype
         if mode == 'tensor':
             return logits
         if mode == 'predict':
@@ -71,6 +70,7 @@ class ToyClassifier(BaseModel):
                 for p, g in zip(logits.argmax(1), label)
             ]
         self.calls += 1
+        self.train_dtype = logits.dtype
         loss = nn.functional.cross_entropy(logits, label)
         if self.nan_loss_at is not None and int(self.calls) == \
                 self.nan_loss_at:

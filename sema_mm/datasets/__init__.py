@@ -1,0 +1,21 @@
+"""Small data sets that sema_mm writes itself, so that demos and tests need
+no download.
+
+- ``sema_mm.datasets.digits``: scikit-learn's 8x8 digits as an mmpretrain
+  image folder (:func:`make_digits`).
+- ``sema_mm.datasets.synthetic_coco``: a COCO-format detection set of random
+  shapes.
+
+Each module is imported on first use, so that ``python -m
+sema_mm.datasets.<module>`` runs it only once (no runpy warning).
+"""
+
+__all__ = ['make_digits']
+
+
+def __getattr__(name: str):
+    """Import :func:`make_digits` lazily."""
+    if name == 'make_digits':
+        from .digits import make_digits
+        return make_digits
+    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
