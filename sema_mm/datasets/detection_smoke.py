@@ -5,9 +5,10 @@ that point its loaders, evaluators and heads (``num_classes``) at the data
 of :mod:`sema_mm.datasets.synthetic_coco`, inside dataset wrappers such as
 ``RepeatDataset`` and ``MultiImageMixDataset`` too, and shrink what makes a
 run slow: every image scale of the pipelines and of YOLOX's batch resizing,
-the batch size, loader workers, the pretrained backbone (no download), and
-the score threshold of the test output, so that an untrained model still
-gives the COCO metric something to evaluate::
+the batch size, loader workers, the number of proposals and sampled boxes,
+and the pretrained backbone (no download). The score threshold of the test
+output is set to 0, so that an untrained model still gives the COCO metric
+something to evaluate::
 
     python -m sema_mm.datasets.detection_smoke CONFIG [--root DIR]
 
@@ -58,31 +59,35 @@ def _scale_options(key: str, pipeline: List[dict], scale: int) -> Dict:
     return opts
 
 
-def _zero_score_thr(key: str, test_cfg: Any) -> Dict:
-    """Options setting every ``score_thr`` under ``test_cfg`` to 0."""
-    if not isinstance(test_cfg, dict):
-        return {}
-    opts = {f'{key}.score_thr': 0.0} if 'score_thr' in test_cfg else {}
-    for name, value in test_cfg.items():
-        opts.update(_zero_score_thr(f'{key}.{name}', value))
-    return opts
-
-
-def _num_classes(key: str, node: Any, num_classes: int) -> Dict:
-    """Options setting every ``num_classes`` under ``node`` (a model config,
-    lists of heads included) to ``num_classes``."""
+def _items(node: Any):
+    """``(name, child)`` of a config dict, or of a list by index."""
     if isinstance(node, dict):
-        items = node.items()
-    elif isinstance(node, list):
-        items = ((str(i), v) for i, v in enumerate(node))
-    else:
-        return {}
+        return list(node.items())
+    if isinstance(node, list):
+        return [(str(i), v) for i, v in enumerate(node)]
+    return []
+
+
+def _walk_options(key: str, node: Any, num_classes: int,
+                  max_boxes: int) -> Dict:
+    """Options under the model config ``node``: every ``num_classes``,
+    every ``score_thr`` of a ``test_cfg`` set to 0, and the proposal and
+    sampling counts (``nms_pre``, ``max_per_img``, a sampler's ``num``)
+    capped at ``max_boxes``."""
     opts = {}
-    for name, value in items:
+    in_test_cfg = '.test_cfg' in key
+    for name, value in _items(node):
+        child = f'{key}.{name}'
         if name == 'num_classes':
-            opts[f'{key}.num_classes'] = num_classes
+            opts[child] = num_classes
+        elif name == 'score_thr' and in_test_cfg:
+            opts[child] = 0.0
+        elif (name in ('nms_pre', 'max_per_img') or
+              (name == 'num' and key.endswith('sampler'))) and isinstance(
+                  value, int) and value > max_boxes:
+            opts[child] = max_boxes
         else:
-            opts.update(_num_classes(f'{key}.{name}', value, num_classes))
+            opts.update(_walk_options(child, value, num_classes, max_boxes))
     return opts
 
 
@@ -90,7 +95,8 @@ def smoke_cfg_options(cfg: Config,
                       root: str,
                       scale: int = 64,
                       batch_size: int = 2,
-                      max_epochs: Optional[int] = 2) -> Dict[str, Any]:
+                      max_epochs: Optional[int] = 2,
+                      max_boxes: int = 100) -> Dict[str, Any]:
     """``--cfg-options`` (as a dict) for a tiny run of ``cfg`` on the
     synthetic COCO data under ``root``.
 
@@ -102,6 +108,9 @@ def smoke_cfg_options(cfg: Config,
         batch_size (int): Training batch size. Defaults to 2.
         max_epochs (int, optional): Training epochs, validated and saved
             after each. None keeps the config's schedule.
+        max_boxes (int): Cap on the proposals (``nms_pre``,
+            ``max_per_img``) and sampled boxes (a sampler's ``num``) of the
+            model's ``train_cfg`` and ``test_cfg``. Defaults to 100.
 
     Returns:
         dict: Dotted keys (list items by index) to values.
@@ -137,8 +146,7 @@ def smoke_cfg_options(cfg: Config,
         if 'random_size_range' in augment:
             opts['model.data_preprocessor.batch_augments.'
                  f'{i}.random_size_range'] = (scale, scale)
-    opts.update(_num_classes('model', model, len(CLASSES)))
-    opts.update(_zero_score_thr('model.test_cfg', model.get('test_cfg')))
+    opts.update(_walk_options('model', model, len(CLASSES), max_boxes))
     opts['default_hooks.logger.interval'] = 1
     if max_epochs is not None:
         opts['train_cfg.max_epochs'] = max_epochs

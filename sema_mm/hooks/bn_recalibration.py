@@ -11,14 +11,35 @@ distributed training the statistics are averaged over ranks, so every rank
 ends with the same buffers.
 """
 import random
-from typing import List
+from typing import List, Sequence
 
 import numpy as np
 import torch
 from mmengine.dist import all_reduce, get_rank, get_world_size
 from torch import nn
-from torch.nn.modules.batchnorm import _BatchNorm
+from torch.nn.modules.batchnorm import _BatchNorm, _NormBase
 from torch.utils.data import DataLoader
+
+from ..models.tensor_pairs import name_matches
+
+
+def average_norm_stats(module: nn.Module, skip: Sequence[str] = ()) -> None:
+    """Average the running statistics of every normalisation layer of
+    ``module`` (but those under the names in ``skip``) over ranks; a no-op
+    in a single process.
+
+    Under DDP each rank's statistics come from its own share of the data
+    (mmengine wraps models with ``broadcast_buffers=False``); their mean
+    estimates the statistics of all the data better than any single rank's,
+    which a broadcast would keep. Integer counters are equal on all ranks.
+    """
+    if get_world_size() == 1:
+        return
+    for name, m in module.named_modules():
+        if isinstance(m, _NormBase) and m.track_running_stats and \
+                not name_matches(name, skip):
+            all_reduce(m.running_mean, op='mean')
+            all_reduce(m.running_var, op='mean')
 
 
 @torch.no_grad()
@@ -72,8 +93,5 @@ def recalibrate_bn(model: nn.Module, train_loader: DataLoader,
     for bn, momentum in zip(bns, momenta):
         bn.momentum = momentum
     model.train(was_training)
-    if get_world_size() > 1:
-        for bn in bns:
-            all_reduce(bn.running_mean, op='mean')
-            all_reduce(bn.running_var, op='mean')
+    average_norm_stats(model)
     return used

@@ -25,6 +25,8 @@ import logging
 import math
 from typing import Dict, Optional, Sequence, Set
 
+import torch
+from mmengine.dist import all_gather, get_rank, get_world_size
 from mmengine.hooks import EMAHook
 from mmengine.logging import print_log
 from mmengine.model import BaseAveragedModel, is_model_wrapper
@@ -33,7 +35,7 @@ from mmengine.runner import IterBasedTrainLoop
 
 from ..models.fused_ema import FusedEMA, select_averaged_names
 from ..models.tensor_pairs import TensorPairs, all_finite
-from .bn_recalibration import recalibrate_bn
+from .bn_recalibration import average_norm_stats, recalibrate_bn
 from .switch_guard import log_pullback
 from .teachers import find_momentum_teachers, teacher_pairs
 
@@ -117,6 +119,10 @@ class SwitchEMAHook(EMAHook):
             of the weights and a device synchronisation per iteration.
             ``None``: no check. Independently of this, a non-finite EMA is
             never switched into the model.
+        check_ranks (bool): Under distributed training, compare a checksum
+            of every rank's EMA with one collective at each switch and fail,
+            naming the first differing parameter, if the ranks disagree.
+            Costs one reduction over the EMA per switch. Defaults to False.
         pullback_threshold (float): Warn before training when, after one
             switch interval, the EMA still gives more than this weight to the
             weights of the previous switch, i.e. ``(1 - momentum) **
@@ -147,6 +153,7 @@ class SwitchEMAHook(EMAHook):
                  auto_exclude: bool = True,
                  teacher: Optional[str] = 'auto',
                  nonfinite_check: Optional[str] = 'loss',
+                 check_ranks: bool = False,
                  pullback_threshold: float = 0.5,
                  ema_type: str = 'FusedEMA',
                  begin_iter: int = 0,
@@ -213,7 +220,9 @@ class SwitchEMAHook(EMAHook):
         self.auto_exclude = auto_exclude
         self.teacher = teacher
         self.teacher_name: Optional[str] = None
+        self.excluded: tuple = ()
         self.nonfinite_check = nonfinite_check
+        self.check_ranks = check_ranks
         self.pullback_threshold = pullback_threshold
         self.num_switches = 0
         self._in_epoch_switches: Set[int] = set()
@@ -325,8 +334,13 @@ class SwitchEMAHook(EMAHook):
     # ---------------------------------------------------------- checkpoints
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         """Restore the EMA when resuming; check it matches the model."""
-        if self.teacher_name or not runner._resume:
+        if not runner._resume:
             return  # load_from / test: the EMA starts from loaded weights
+        state = checkpoint.get('meta', {}).get('switch_ema', {})
+        self.num_switches = state.get('num_switches', 0)
+        self._skipped_updates = state.get('skipped_updates', 0)
+        if self.teacher_name:
+            return  # the teacher is part of the model's state_dict
         if 'ema_state_dict' not in checkpoint:
             print_log(
                 'SwitchEMAHook: the resumed checkpoint has no '
@@ -359,7 +373,11 @@ class SwitchEMAHook(EMAHook):
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
         """Save the EMA: ``state_dict`` gets the averaged tensors (ready to
         deploy), ``ema_state_dict`` the model's own, for resuming. A model
-        teacher is saved with the model."""
+        teacher is saved with the model. The hook's counters go into
+        ``meta['switch_ema']``."""
+        checkpoint.setdefault('meta', {})['switch_ema'] = dict(
+            num_switches=self.num_switches,
+            skipped_updates=self._skipped_updates)
         if self.teacher_name:
             return
         ema_state = self.ema_model.state_dict()
@@ -510,6 +528,10 @@ class SwitchEMAHook(EMAHook):
                 'not switched into the model.',
                 logger='current', level=logging.WARNING)
             return
+        if self.check_ranks:
+            self._check_ranks_agree(where)
+        if self.buffers == 'average':  # the averaged BN statistics
+            average_norm_stats(self.ema_model.module)
         self._pairs.copy_to_source()
         self._ema_equals_model = True
         self.num_switches += 1
@@ -519,7 +541,32 @@ class SwitchEMAHook(EMAHook):
                                self.bn_batches,
                                seed=runner.seed + self.num_switches)
             message += f'; BN statistics recomputed from {n} batches'
+        elif self.buffers == 'params':  # the model's own BN statistics
+            average_norm_stats(self.src_model,
+                               skip=(self.teacher_name, ) if self.teacher_name
+                               else self.excluded)
         print_log(message, logger='current')
+
+    @torch.no_grad()
+    def _check_ranks_agree(self, where: str) -> None:
+        """Fail if the ranks' EMAs differ (one all_gather of checksums)."""
+        if get_world_size() == 1:
+            return
+        tensors = self._pairs.averaged_tensors()
+        local = torch.stack([
+            torch.stack([t.sum(dtype=torch.float64),
+                         t.double().norm()]) for t in tensors
+        ]).flatten()
+        for rank, other in enumerate(all_gather(local)):
+            if torch.equal(other.cpu(), local.cpu()):
+                continue
+            index = int((other.cpu() != local.cpu()).nonzero()[0]) // 2
+            raise RuntimeError(
+                f'SwitchEMAHook: at {where}, the EMA of rank {get_rank()} '
+                f'differs from that of rank {rank}; first differing '
+                f'parameter: `{self._pairs.grouped_names[index]}`. The ranks '
+                'no longer train the same model: check for rank-dependent '
+                'code or a missing gradient synchronisation.')
 
     # --------------------------------------------------- validation / test
     def _swap_ema_parameters(self) -> None:

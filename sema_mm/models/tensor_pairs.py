@@ -50,16 +50,21 @@ class TensorPairs:
         avg, src = named_tensors(averaged), named_tensors(source)
         groups: Dict[Tuple, Tuple[List[Tensor], List[Tensor]]] = \
             defaultdict(lambda: ([], []))
+        order: Dict[Tuple, List[str]] = defaultdict(list)
         for name, src_name in zip(names, source_names or names):
             a, s = avg[name].detach(), src[src_name].detach()
             if a.shape != s.shape:
                 raise ValueError(
                     f'The averaged model and the model disagree on the shape '
                     f'of `{name}`: {tuple(a.shape)} vs {tuple(s.shape)}.')
-            groups[(a.device, a.dtype, s.device)][0].append(a)
-            groups[(a.device, a.dtype, s.device)][1].append(s)
+            key = (a.device, a.dtype, s.device)
+            groups[key][0].append(a)
+            groups[key][1].append(s)
+            order[key].append(name)
         self.names = list(names)
         self._groups = list(groups.items())
+        # Names in the order of averaged_tensors().
+        self.grouped_names = [n for key in groups for n in order[key]]
 
     def __len__(self) -> int:
         return len(self.names)
