@@ -29,6 +29,7 @@ from tests.test_tools import (
     run_env,
     write_config,
 )
+from tests.toy import iteration_loop
 
 IMPORTS = dict(imports=['tests.toy', 'tests.rank_probe', 'tests.crash'],
                allow_failed_imports=False)
@@ -133,18 +134,8 @@ def test_sigkill_and_resume_auto_is_bit_exact(tmp_path, procs, kill_at):
 def test_iteration_loop_resumes_mid_epoch(tmp_path):
     """IterBasedTrainLoop: killed between checkpoints, resumed from
     iteration 10: data, weights, EMA and switch counter as uninterrupted."""
-    loop = dict(
-        train_cfg=dict(type='IterBasedTrainLoop', max_iters=24,
-                       val_interval=12),
-        train_dataloader=dict(
-            batch_size=4, num_workers=0,
-            sampler=dict(type='InfiniteSampler', shuffle=True),
-            collate_fn=dict(type='toy_collate'),
-            dataset=dict(type='ToyDataset', num_samples=32)),
-        param_scheduler=dict(type='MultiStepLR', milestones=[12],
-                             by_epoch=False),
-        default_hooks=dict(checkpoint=dict(type='CheckpointHook',
-                                           interval=5, by_epoch=False)))
+    loop = iteration_loop(max_iters=24, milestone=12,
+                          checkpoint_interval=5)
     hook = dict(type='SwitchEMAHook', momentum=0.2, switch_by_epoch=False,
                 switch_interval=4)
     (tmp_path / 'a').mkdir()

@@ -2,6 +2,7 @@
 import pytest
 import torch
 
+from tests.toy import iteration_loop
 from tests.utils import Probe, make_runner, params, sema_hook
 
 ITERS_PER_EPOCH = 8  # 32 toy samples, batch 4
@@ -67,17 +68,8 @@ def test_iteration_based_loop(tmp_path):
     """IterBasedTrainLoop with switch_by_epoch=False: every N iterations."""
     runner, probe = run(
         tmp_path, dict(switch_by_epoch=False, switch_interval=5),
-        train_cfg=dict(type='IterBasedTrainLoop', max_iters=20,
-                       val_interval=10),
-        train_dataloader=dict(
-            batch_size=4, num_workers=0,
-            sampler=dict(type='InfiniteSampler', shuffle=True),
-            collate_fn=dict(type='toy_collate'),
-            dataset=dict(type='ToyDataset', num_samples=32)),
-        param_scheduler=dict(type='MultiStepLR', milestones=[10],
-                             by_epoch=False),
-        default_hooks=dict(checkpoint=dict(type='CheckpointHook',
-                                           interval=10, by_epoch=False)))
+        **iteration_loop(max_iters=20, milestone=10,
+                         checkpoint_interval=10))
     assert switch_iterations(probe) == [5, 10, 15, 20]
     ema = sema_hook(runner).ema_model.module
     for k, v in params(ema).items():

@@ -169,3 +169,23 @@ def toy_config(work_dir: str, **overrides) -> dict:
     )
     cfg.update(overrides)
     return cfg
+
+
+def iteration_loop(max_iters: int, milestone: int,
+                   checkpoint_interval: int) -> dict:
+    """Overrides of :func:`toy_config` for an ``IterBasedTrainLoop`` (an
+    infinite shuffled sampler, an LR step at iteration ``milestone``,
+    checkpoints and validation every ``checkpoint_interval`` iterations)."""
+    return dict(
+        train_cfg=dict(type='IterBasedTrainLoop', max_iters=max_iters,
+                       val_interval=checkpoint_interval),
+        train_dataloader=dict(
+            batch_size=4, num_workers=0,
+            sampler=dict(type='InfiniteSampler', shuffle=True),
+            collate_fn=dict(type='toy_collate'),
+            dataset=dict(type='ToyDataset', num_samples=32)),
+        param_scheduler=dict(type='MultiStepLR', milestones=[milestone],
+                             by_epoch=False),
+        default_hooks=dict(checkpoint=dict(
+            type='CheckpointHook', interval=checkpoint_interval,
+            by_epoch=False)))

@@ -11,14 +11,13 @@ predictions to a pickle file (mmdet: ``DumpDetResults``, otherwise mmengine's
 machines (see :mod:`sema_mm.utils.launch`).
 """
 import argparse
-import os
 
-from mmengine.config import Config, DictAction
 from mmengine.dist import get_rank
 from mmengine.logging import print_log
 
 import sema_mm  # noqa: F401
 from sema_mm.utils import build_runner, merge_test_args
+from sema_mm.utils.cli import add_launch_args, load_config, parse_launch_args
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -33,36 +32,14 @@ def parse_args(argv=None) -> argparse.Namespace:
         '--out',
         type=str,
         help='dump predictions to a pickle file for offline evaluation')
-    parser.add_argument(
-        '--cfg-options',
-        nargs='+',
-        action=DictAction,
-        help='override some settings in the used config, the key-value pair '
-        'in xxx=yyy format will be merged into config file (last). If the '
-        'value to be overwritten is a list, it should be like key="[a,b]" or '
-        'key=a,b. It also allows nested list/tuple values, e.g. '
-        'key="[(a,b),(c,d)]". Note that the quotation marks are necessary '
-        'and that no white space is allowed.')
-    parser.add_argument(
-        '--launcher',
-        choices=['none', 'pytorch', 'slurm', 'mpi'],
-        default='none',
-        help='job launcher')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args(argv)
-    if 'LOCAL_RANK' not in os.environ:
-        os.environ['LOCAL_RANK'] = str(args.local_rank)
-    return args
+    add_launch_args(parser)
+    return parse_launch_args(parser, argv)
 
 
 def main(argv=None) -> dict:
     """Test as the config's codebase does; return the metrics."""
     args = parse_args(argv)
-    cfg = Config.fromfile(args.config)
-    codebase = merge_test_args(cfg, args)
-    codebase.require_installed(args.config)
-    if codebase.setup is not None:
-        codebase.setup()
+    cfg, codebase = load_config(args, merge_test_args)
     runner = build_runner(cfg)
     if args.out is not None:
         runner.test_evaluator.metrics.append(

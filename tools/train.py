@@ -12,12 +12,10 @@ Importing sema_mm registers ``SwitchEMAHook`` and lets checkpoints load with
 ``weights_only=True``.
 """
 import argparse
-import os
-
-from mmengine.config import Config, DictAction
 
 import sema_mm  # noqa: F401
 from sema_mm.utils import build_runner, merge_train_args
+from sema_mm.utils.cli import add_launch_args, load_config, parse_launch_args
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -41,37 +39,14 @@ def parse_args(argv=None) -> argparse.Namespace:
         const='auto',
         help='resume from the given checkpoint, or, without a value, from '
         'the latest checkpoint in the work_dir')
-    parser.add_argument(
-        '--cfg-options',
-        nargs='+',
-        action=DictAction,
-        help='override some settings in the used config, the key-value pair '
-        'in xxx=yyy format will be merged into config file (last, after all '
-        'other options). If the value to be overwritten is a list, it should '
-        'be like key="[a,b]" or key=a,b. It also allows nested list/tuple '
-        'values, e.g. key="[(a,b),(c,d)]". Note that the quotation marks are '
-        'necessary and that no white space is allowed.')
-    parser.add_argument(
-        '--launcher',
-        choices=['none', 'pytorch', 'slurm', 'mpi'],
-        default='none',
-        help='job launcher')
-    # torch.distributed.launch passes --local_rank, torchrun sets LOCAL_RANK
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args(argv)
-    if 'LOCAL_RANK' not in os.environ:
-        os.environ['LOCAL_RANK'] = str(args.local_rank)
-    return args
+    add_launch_args(parser)
+    return parse_launch_args(parser, argv)
 
 
 def main(argv=None) -> None:
     """Train as the config's codebase does."""
     args = parse_args(argv)
-    cfg = Config.fromfile(args.config)
-    codebase = merge_train_args(cfg, args)
-    codebase.require_installed(args.config)
-    if codebase.setup is not None:
-        codebase.setup()
+    cfg, codebase = load_config(args, merge_train_args)
     runner = build_runner(cfg)
     runner.train()
 

@@ -1,0 +1,55 @@
+"""What ``tools/train.py`` and ``tools/test.py`` share: the launcher
+arguments of the upstream command lines and loading the config for its
+codebase."""
+import argparse
+import os
+from typing import Callable, Optional, Sequence, Tuple
+
+from mmengine.config import Config, DictAction
+
+from .codebase import Codebase
+
+
+def add_launch_args(parser: argparse.ArgumentParser) -> None:
+    """``--cfg-options``, ``--launcher`` and ``--local-rank`` as upstream."""
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override some settings in the used config, the key-value pair '
+        'in xxx=yyy format will be merged into config file (last, after all '
+        'other options). If the value to be overwritten is a list, it should '
+        'be like key="[a,b]" or key=a,b. It also allows nested list/tuple '
+        'values, e.g. key="[(a,b),(c,d)]". Note that the quotation marks are '
+        'necessary and that no white space is allowed.')
+    parser.add_argument(
+        '--launcher',
+        choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none',
+        help='job launcher')
+    # torch.distributed.launch passes --local_rank, torchrun sets LOCAL_RANK
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+
+
+def parse_launch_args(parser: argparse.ArgumentParser,
+                      argv: Optional[Sequence[str]] = None
+                      ) -> argparse.Namespace:
+    """Parse ``argv``; export ``--local-rank`` as ``LOCAL_RANK`` if the
+    launcher did not."""
+    args = parser.parse_args(argv)
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    return args
+
+
+def load_config(args: argparse.Namespace,
+                merge_args: Callable[[Config, argparse.Namespace], Codebase]
+                ) -> Tuple[Config, Codebase]:
+    """Read ``args.config``, merge the command line into it as its codebase
+    does, and check and set up that codebase."""
+    cfg = Config.fromfile(args.config)
+    codebase = merge_args(cfg, args)
+    codebase.require_installed(args.config)
+    if codebase.setup is not None:
+        codebase.setup()
+    return cfg, codebase
