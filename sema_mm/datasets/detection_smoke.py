@@ -96,7 +96,7 @@ def smoke_cfg_options(cfg: Config,
                       scale: int = 64,
                       batch_size: int = 2,
                       max_epochs: Optional[int] = 2,
-                      max_boxes: int = 100) -> Dict[str, Any]:
+                      max_boxes: int = 32) -> Dict[str, Any]:
     """``--cfg-options`` (as a dict) for a tiny run of ``cfg`` on the
     synthetic COCO data under ``root``.
 
@@ -109,8 +109,9 @@ def smoke_cfg_options(cfg: Config,
         max_epochs (int, optional): Training epochs, validated and saved
             after each. None keeps the config's schedule.
         max_boxes (int): Cap on the proposals (``nms_pre``,
-            ``max_per_img``) and sampled boxes (a sampler's ``num``) of the
-            model's ``train_cfg`` and ``test_cfg``. Defaults to 100.
+            ``max_per_img``), sampled boxes (a sampler's ``num``) and
+            detections per image (``max_per_img``) of the model's
+            ``train_cfg`` and ``test_cfg``. Defaults to 32.
 
     Returns:
         dict: Dotted keys (list items by index) to values.
