@@ -162,12 +162,14 @@ def test_demo_configs_build_a_runner(tmp_path, name, hook):
 
 
 def test_demo_short_run(tmp_path):
-    """tools/demo.py trains 2 epochs on 200 images and prints the summary.
-    """
+    """tools/demo.py --config (a single run) trains 2 epochs on 200 images
+    and prints the summary."""
     env = dict(os.environ, PYTHONPATH=REPO)
     proc = subprocess.run(
         [
-            sys.executable, DEMO, '--epochs', '2', '--train-size', '200',
+            sys.executable, DEMO, '--config',
+            osp.join(CONFIGS, 'resnet_digits_sema.py'), '--epochs', '2',
+            '--train-size', '200',
             '--data-root',
             str(tmp_path / 'data'), '--work-dir',
             str(tmp_path / 'work')

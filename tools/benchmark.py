@@ -13,21 +13,51 @@ prints, measured in one process and interleaved round-robin:
 
 Times are medians over ``--repeat`` runs after ``--warmup`` runs.
 
+``--train`` measures whole training iterations instead: the demo config
+(``configs/demo/resnet_digits_sema.py``, ResNet-18 with 16 base channels on
+the digits, 40 iterations of batch 32 per epoch) is trained with no EMA,
+with mmengine's ``EMAHook``, with ``SwitchEMAHook`` and with
+``SwitchEMAHook(interval=4)``, all with momentum 0.1, in one process: one
+Runner per case (no validation, no checkpoints), the cases advanced one
+iteration each in turn, so that a change of the machine's load hits all of
+them alike. An iteration is timed from fetching its batch to the end of its
+``after_train_iter`` hooks, plus the ``after_train_epoch`` hooks (where SEMA
+switches) for the last one of an epoch. After one warm-up epoch,
+``--train-epochs`` epochs are timed. Each of ``--train-repeat`` rounds builds
+new runners; printed are the median iterations per second and each case's
+ratio to no EMA (median over rounds, with the range).
+
 Usage::
 
     python tools/benchmark.py [--models resnet50 mask_rcnn vit_b]
                               [--device cpu] [--repeat 20]
+    python tools/benchmark.py --train [--train-repeat 3]
+                              [--train-epochs 5] [--threads 1]
 """
 import argparse
+import os.path as osp
 import statistics
 import time
-from typing import Callable, Dict, List
+import uuid
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 from mmengine.model import ExponentialMovingAverage
+from mmengine.registry import LOOPS
+from mmengine.runner import EpochBasedTrainLoop
 from torch import nn
 
 from sema_mm.models import FusedEMA
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+DEMO_CONFIG = osp.join(REPO, 'configs', 'demo', 'resnet_digits_sema.py')
+TRAIN_CASES = {
+    'no EMA': None,
+    'mmengine EMAHook': dict(type='mmengine.EMAHook', momentum=0.1),
+    'SwitchEMAHook': dict(type='SwitchEMAHook', momentum=0.1),
+    'SwitchEMAHook, interval=4': dict(type='SwitchEMAHook', momentum=0.1,
+                                      interval=4),
+}
 
 
 def build_model(name: str) -> nn.Module:
@@ -114,6 +144,119 @@ def bench_model(name: str, device: torch.device, warmup: int,
     ]
 
 
+class ReadyToStep(Exception):
+    """Raised by :class:`SteppedEpochLoop` once training is set up."""
+
+
+@LOOPS.register_module()
+class SteppedEpochLoop(EpochBasedTrainLoop):
+    """An epoch-based loop whose ``run`` stops right after
+    ``before_train``: ``Runner.train()`` then has built and initialised
+    everything (optimizer, schedulers, hooks' ``before_run`` and
+    ``before_train``), and :func:`steps` drives the epochs."""
+
+    def run(self):
+        self.runner.call_hook('before_train')
+        raise ReadyToStep()
+
+
+def steps(runner, epochs: int) -> Iterator[Tuple[int, float]]:
+    """Train ``epochs`` epochs as ``EpochBasedTrainLoop.run_epoch`` does,
+    yielding ``(epoch, seconds)`` after every iteration. The seconds cover
+    fetching the batch, the iteration with its hooks and, for the last
+    iteration of an epoch, the epoch's end hooks (where SEMA switches)."""
+    loop = runner.train_loop
+    for epoch in range(epochs):
+        runner.call_hook('before_train_epoch')
+        runner.model.train()
+        batches = iter(loop.dataloader)
+        n = len(loop.dataloader)
+        for idx in range(n):
+            start = time.perf_counter()
+            loop.run_iter(idx, next(batches))
+            if idx == n - 1:
+                runner.call_hook('after_train_epoch')
+                loop._epoch += 1
+            yield epoch, time.perf_counter() - start
+
+
+def build_train_runner(hook: Optional[dict], epochs: int, data_root: str,
+                       seed: int):
+    """A Runner of the demo config with ``hook``, set up and ready for
+    :func:`steps` (no validation, no checkpoints)."""
+    from mmengine.config import Config
+    from mmengine.runner import Runner
+
+    from sema_mm.analysis.variants import set_data_root, set_epochs
+
+    cfg = Config.fromfile(DEMO_CONFIG)
+    set_data_root(cfg, data_root)
+    set_epochs(cfg, epochs)
+    cfg.train_cfg = dict(type='SteppedEpochLoop', max_epochs=epochs)
+    cfg.custom_hooks = [] if hook is None else [dict(hook)]
+    cfg.val_dataloader = cfg.val_cfg = cfg.val_evaluator = None
+    cfg.test_dataloader = cfg.test_cfg = cfg.test_evaluator = None
+    cfg.default_hooks.checkpoint = None
+    cfg.log_level = 'WARNING'
+    cfg.work_dir = osp.join(REPO, 'work_dirs', 'benchmark_train')
+    cfg.experiment_name = f'bench_{uuid.uuid4().hex[:8]}'
+    cfg.randomness = dict(seed=seed, deterministic=False)
+    runner = Runner.from_cfg(cfg)
+    try:
+        runner.train()
+    except ReadyToStep:
+        pass
+    return runner
+
+
+def bench_training(repeat: int, epochs: int,
+                   cases: Optional[Sequence[str]] = None) -> List[str]:
+    """Markdown rows: training iterations per second of the demo config per
+    case, the cases advanced one iteration each in turn."""
+    from sema_mm.datasets.digits import make_digits
+
+    data = make_digits(osp.join(REPO, 'data', 'digits'))
+    cases = list(cases or TRAIN_CASES)
+    rates: Dict[str, List[float]] = {c: [] for c in cases}
+    for r in range(repeat):
+        runners = {
+            c: build_train_runner(TRAIN_CASES[c], epochs + 1,
+                                  data['root'], seed=r)
+            for c in cases
+        }
+        gens = {c: steps(runners[c], epochs + 1) for c in cases}
+        total = {c: 0.0 for c in cases}
+        count = {c: 0 for c in cases}
+        order = list(cases)
+        done = False
+        while not done:
+            for c in order:
+                try:
+                    epoch, seconds = next(gens[c])
+                except StopIteration:
+                    done = True
+                    continue
+                if epoch >= 1:  # the first epoch is warm-up
+                    total[c] += seconds
+                    count[c] += 1
+            order.reverse()  # no case always goes first
+        for c in cases:
+            rates[c].append(count[c] / total[c])
+        del runners, gens
+        print(f'round {r + 1}/{repeat}: ' + ', '.join(
+            f'{c} {rates[c][-1]:.2f} it/s' for c in cases), flush=True)
+    base = rates[cases[0]]
+    rows = []
+    for case in cases:
+        ratios = [a / b for a, b in zip(rates[case], base)]
+        rows.append(
+            f'| {case} | {statistics.median(rates[case]):.2f} | '
+            f'{min(rates[case]):.2f} - {max(rates[case]):.2f} | '
+            f'{statistics.median(ratios):.3f}x | '
+            f'{min(ratios):.3f} - {max(ratios):.3f} |')
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--models', nargs='+',
@@ -121,7 +264,33 @@ def main() -> None:
     parser.add_argument('--device', default='cpu')
     parser.add_argument('--warmup', type=int, default=3)
     parser.add_argument('--repeat', type=int, default=20)
+    parser.add_argument('--train', action='store_true',
+                        help='measure training iterations per second of '
+                        'the demo config instead')
+    parser.add_argument('--train-repeat', type=int, default=3,
+                        help='rounds of --train, each with new runners')
+    parser.add_argument('--train-epochs', type=int, default=5,
+                        help='timed epochs per round of --train (after one '
+                        'warm-up epoch)')
+    parser.add_argument('--threads', type=int, default=None,
+                        help='torch CPU threads (default: torch\'s)')
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.train:
+        if args.train_epochs < 1:
+            parser.error('--train-epochs must be >= 1')
+        print(f'demo config training, torch {torch.__version__}, threads: '
+              f'{torch.get_num_threads()}, {args.train_repeat} rounds x '
+              f'{args.train_epochs} timed epochs of 40 iterations per case, '
+              'the cases one iteration each in turn')
+        rows = bench_training(args.train_repeat, args.train_epochs)
+        print('| case | it/s (median) | it/s (range) | vs no EMA (median) '
+              '| vs no EMA (range) |')
+        print('|---|---|---|---|---|')
+        for row in rows:
+            print(row)
+        return
     device = torch.device(args.device)
     print(f'device: {device}, torch {torch.__version__}, '
           f'threads: {torch.get_num_threads()}')

@@ -1,29 +1,40 @@
-"""Train a small ResNet with Switch EMA (SEMA) on CPU, in one command.
+"""Baseline vs EMA vs Switch EMA (SEMA) on CPU, in one command.
 
 ::
 
-    python tools/demo.py                 # about a minute on two CPU cores
-    python tools/demo.py --epochs 5 --work-dir work_dirs/demo_short
+    python tools/demo.py        # what `make demo` runs: 9 runs, minutes
 
 It needs no download:
 
 1. writes scikit-learn's 8x8 digits into ``--data-root`` as an image folder
-   (skipped when already there; see :mod:`sema_mm.datasets.digits`),
+   (see :mod:`sema_mm.datasets.digits`), by default a small, noisy training
+   set: 300 training images, 20 % of them with a wrong label (the 539
+   validation images keep their true labels). With few, partly wrong labels
+   the network overfits late in training, which is where averaging the
+   weights can matter;
 2. trains ``configs/demo/resnet_digits_sema.py`` (ResNet-18 with 16 base
-   channels, SwitchEMAHook) with mmengine's ``Runner``, which logs one
-   training line, the switch and the validation accuracy per epoch,
-3. prints a summary: the EMA pull-back of the chosen momentum, each switch,
-   the validation top-1 accuracy per epoch (from the run's
-   ``vis_data/scalars.json``) and the checkpoint.
+   channels, 30 epochs, cosine LR) as three variants (no averaging, EMA
+   evaluated and saved, SEMA), all with momentum 0.1 (the config's), with
+   seeds 0, 1 and 2, one run after another, through
+   :mod:`sema_mm.analysis.compare` (as ``tools/compare.py`` does; finished
+   runs are skipped when the command is repeated);
+3. prints a table of the validation top-1 accuracy (final and best, mean ±
+   std over seeds, gains over the baseline and over EMA) and saves the plot
+   of accuracy and training loss against the epoch
+   (``<work-dir>/digits_accuracy_top1.png``) and ``results.md``.
 
-``--train-size`` and ``--label-noise`` write a smaller or noisier training
-set instead (into the same ``--data-root``, replacing what is there), and
-``--config configs/demo/resnet_digits_{baseline,ema}.py`` trains the same
-model without averaging or with a plain EMA, for comparison. Training uses
-one CPU thread unless ``--threads`` says otherwise.
+Options: ``--seeds``, ``--variants`` (any of baseline, ema, sema, swa,
+lookahead, with options as in ``tools/compare.py``), ``--momentum``,
+``--epochs``, ``--train-size``, ``--label-noise``, ``--data-seed``,
+``--threads``, ``--force`` (train finished runs again).
+
+``--config CONFIG`` keeps the single-run demo: it trains that one config
+(e.g. ``configs/demo/resnet_digits_{baseline,ema,sema}.py``) with seed
+``--seed`` in ``--work-dir`` and prints its epoch-by-epoch summary (loss,
+LR, switches, validation accuracy, checkpoint). Training uses one CPU thread
+unless ``--threads`` says otherwise.
 """
 import argparse
-import json
 import logging
 import os.path as osp
 import textwrap
@@ -37,38 +48,66 @@ from mmengine.logging import print_log
 from mmengine.runner import Runner
 
 from sema_mm import SwitchEMAHook
+from sema_mm.analysis.compare import Settings, compare
+from sema_mm.analysis.results import read_scalars as read_scalars_file
+from sema_mm.analysis.variants import (
+    SPLITS,
+    parse_variants,
+    set_data_root,
+    set_epochs,
+)
 from sema_mm.datasets.digits import make_digits
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-DEFAULT_CONFIG = osp.join(REPO, 'configs', 'demo', 'resnet_digits_sema.py')
+COMPARED_CONFIG = osp.join(REPO, 'configs', 'demo', 'resnet_digits_sema.py')
 DEFAULT_EPOCHS = 30
-SPLITS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
+DEFAULT_TRAIN_SIZE = 300
+DEFAULT_LABEL_NOISE = 0.2
+DEFAULT_SEEDS = (0, 1, 2)
+DEFAULT_VARIANTS = ('baseline', 'ema', 'sema')
+
+__all__ = ['SPLITS', 'set_data_root', 'set_epochs', 'build_config', 'main']
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     """Command-line options."""
     parser = argparse.ArgumentParser(
-        description='Train a small ResNet with Switch EMA on scikit-learn\'s '
-        'digits (CPU, no download) and summarise the run.')
+        description='Compare no averaging, EMA and Switch EMA on '
+        'scikit-learn\'s digits (CPU, no download); with --config, train '
+        'one config and summarise the run.')
     parser.add_argument(
         '--epochs', type=int, default=DEFAULT_EPOCHS,
         help='training epochs (one switch at the end of each)')
     parser.add_argument(
         '--work-dir', default='work_dirs/demo',
-        help='where logs and checkpoints go')
+        help='where runs, logs, the table and the plot go')
     parser.add_argument(
-        '--data-root', default='data/digits',
-        help='digits image folder, written if missing')
+        '--data-root', default='data/digits_demo',
+        help='digits image folder, (re)written to match the data options')
     parser.add_argument(
-        '--seed', type=int, default=0, help='seed of the training run')
+        '--seeds', type=int, nargs='+', default=list(DEFAULT_SEEDS),
+        help='training seeds of the comparison')
+    parser.add_argument(
+        '--variants', nargs='+', default=list(DEFAULT_VARIANTS),
+        help='variants compared (see tools/compare.py)')
+    parser.add_argument(
+        '--momentum', type=float, default=None,
+        help='EMA/SEMA momentum (default: the config\'s, 0.1)')
+    parser.add_argument(
+        '--force', action='store_true',
+        help='train finished runs again')
+    parser.add_argument(
+        '--seed', type=int, default=0,
+        help='seed of the single run (--config)')
     parser.add_argument(
         '--data-seed', type=int, default=0,
         help='seed of the train/val split, subset and label noise')
     parser.add_argument(
-        '--train-size', type=int, default=None,
-        help='use only this many (class-balanced) training images')
+        '--train-size', type=int, default=DEFAULT_TRAIN_SIZE,
+        help='use only this many (class-balanced) training images; 0: all '
+        '1258')
     parser.add_argument(
-        '--label-noise', type=float, default=0.0,
+        '--label-noise', type=float, default=DEFAULT_LABEL_NOISE,
         help='fraction of training images given a wrong label')
     parser.add_argument(
         '--threads', type=int, default=1,
@@ -76,45 +115,81 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         'a second thread to pay off, and on a busy machine threads waiting '
         'for a core slow training down many times)')
     parser.add_argument(
-        '--config', default=DEFAULT_CONFIG, help='config file to train')
+        '--config', default=None,
+        help='train only this config (the single-run demo)')
     args = parser.parse_args(argv)
     if args.epochs < 1:
         parser.error(f'--epochs must be >= 1, got {args.epochs}')
     if args.threads < 1:
         parser.error(f'--threads must be >= 1, got {args.threads}')
+    if len(set(args.seeds)) != len(args.seeds):
+        parser.error(f'--seeds repeat: {args.seeds}')
+    if not args.train_size:
+        args.train_size = None
     return args
 
 
-def set_epochs(cfg: Config, epochs: int) -> None:
-    """Train for ``epochs`` epochs, stretching the LR schedule with them.
-
-    Schedulers that end at the config's last epoch are made to end at
-    ``epochs``, and a ``T_max`` that spans until then is changed likewise.
-    """
-    old = cfg.train_cfg.max_epochs
-    cfg.train_cfg.max_epochs = epochs
-    schedulers = cfg.get('param_scheduler') or []
-    if isinstance(schedulers, dict):
-        schedulers = [schedulers]
-    for sched in schedulers:
-        if sched.get('end') != old:
-            continue
-        sched['end'] = epochs
-        begin = sched.get('begin', 0)
-        if sched.get('T_max') == old - begin:
-            sched['T_max'] = epochs - begin
+def write_data(args: argparse.Namespace) -> dict:
+    """Write (or find) the digits folder the options ask for."""
+    data = make_digits(
+        args.data_root,
+        train_size=args.train_size,
+        label_noise=args.label_noise,
+        seed=args.data_seed)
+    print_log(
+        f'digits: {data["root"]} ({data["num_train"]} train images, '
+        f'{data["num_noisy"]} with a wrong label; {data["num_val"]} val '
+        f'images){"" if data["written"] else ", already written"}',
+        logger='current')
+    return data
 
 
-def set_data_root(cfg: Config, data_root: str) -> None:
-    """Point the datasets of every dataloader at ``data_root``."""
-    cfg.data_root = data_root
-    for split in SPLITS:
-        if cfg.get(split) is not None:
-            cfg[split].dataset.data_root = data_root
+# ------------------------------------------------------------ comparison
+def demo_modifier(args: argparse.Namespace, data: dict):
+    """The edit applied to the config of every run of the comparison: the
+    data folder, and the data options recorded in the config (so that a
+    run on other data is not taken for a finished one)."""
+
+    def modify(cfg: Config) -> None:
+        set_data_root(cfg, args.data_root)
+        cfg.digits = dict(data['params'])
+
+    return modify
 
 
+def run_comparison(args: argparse.Namespace) -> list:
+    """Train the variants over the seeds; print the table."""
+    data = write_data(args)
+    variants = parse_variants(args.variants)
+    settings = Settings(
+        momentum=args.momentum, epochs=args.epochs,
+        modify=demo_modifier(args, data), threads=args.threads)
+    header = (
+        f'digits: {data["num_train"]} training images '
+        f'({data["num_noisy"]} with a wrong label), {data["num_val"]} '
+        f'validation images; ResNet-18 (16 base channels), {args.epochs} '
+        f'epochs; seeds {", ".join(map(str, args.seeds))}')
+    start = time.perf_counter()
+    results = compare(
+        dict(digits=COMPARED_CONFIG), variants, args.seeds, args.work_dir,
+        settings, force=args.force, header=header + '\n')
+    wall = time.perf_counter() - start
+    res = results[0]
+    print('\n' + '=' * 78)
+    print(textwrap.fill(header, width=78))
+    print(f'val top-1 accuracy (%), mean ± std over {len(args.seeds)} '
+          'seeds; EMA and SEMA are evaluated on the EMA weights\n')
+    print(res.table)
+    print(f'\nplot: {res.plot}')
+    print(f'table: {osp.join(args.work_dir, "results.md")}')
+    print(f'wall time: {wall:.0f} s')
+    print('=' * 78, flush=True)
+    return results
+
+
+# ------------------------------------------------------------ single run
 def build_config(args: argparse.Namespace) -> Config:
-    """The demo config with the command-line options applied."""
+    """The ``--config`` config with the command-line options applied."""
     cfg = Config.fromfile(args.config)
     cfg.work_dir = args.work_dir
     cfg.launcher = 'none'
@@ -148,19 +223,10 @@ def read_scalars(path: str) -> Dict[str, Dict[int, dict]]:
         line of that epoch (``loss``, ``lr``, ...), ``val`` to its
         validation line (``accuracy/top1`` in percent, ...).
     """
-    rows: Dict[str, Dict[int, dict]] = dict(train={}, val={})
     if not osp.isfile(path):
-        return rows
-    with open(path) as f:
-        for line in f:
-            if not line.strip():
-                continue
-            row = json.loads(line)
-            if 'epoch' in row and 'loss' in row:
-                rows['train'][int(row['epoch'])] = row
-            elif 'accuracy/top1' in row:
-                rows['val'][int(row['step'])] = row
-    return rows
+        return dict(train={}, val={})
+    log = read_scalars_file(path)
+    return dict(train=log.train, val=log.val)
 
 
 def switch_epochs(messages: Sequence[str]) -> Dict[int, int]:
@@ -188,7 +254,7 @@ def describe_averaging(runner: Runner) -> dict:
 
 
 def format_summary(info: dict) -> str:
-    """The human-readable summary of a demo run."""
+    """The human-readable summary of a single run."""
     data, rows = info['data'], info['scalars']
     kind, momentum = info['averaging']['kind'], info['averaging']['momentum']
     sema = kind == 'SEMA'
@@ -251,22 +317,11 @@ def format_summary(info: dict) -> str:
     return '\n'.join(lines)
 
 
-def main(argv: Optional[Sequence[str]] = None) -> dict:
-    """Write the data, train the config, print the summary; return it."""
-    args = parse_args(argv)
-    torch.set_num_threads(args.threads)
-    data = make_digits(
-        args.data_root,
-        train_size=args.train_size,
-        label_noise=args.label_noise,
-        seed=args.data_seed)
+def run_single(args: argparse.Namespace) -> dict:
+    """Train ``--config`` once and print its summary; return it."""
+    data = write_data(args)
     cfg = build_config(args)
     runner = Runner.from_cfg(cfg)
-    print_log(
-        f'digits: {data["root"]} ({data["num_train"]} train images, '
-        f'{data["num_noisy"]} with a wrong label; {data["num_val"]} val '
-        f'images){"" if data["written"] else ", already written"}',
-        logger='current')
     recorder = HookMessages()
     runner.logger.addHandler(recorder)
     start = time.perf_counter()
@@ -295,6 +350,15 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
         log_dir=runner.log_dir)
     print(format_summary(info), flush=True)
     return info
+
+
+def main(argv: Optional[Sequence[str]] = None):
+    """Run the comparison, or the single run with ``--config``."""
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    if args.config is not None:
+        return run_single(args)
+    return run_comparison(args)
 
 
 if __name__ == '__main__':

@@ -1,0 +1,17 @@
+"""Tools for comparing and analysing weight-averaging methods.
+
+Modules: :mod:`~sema_mm.analysis.variants` (a config -> baseline / EMA / SEMA
+/ SWA / Lookahead), :mod:`~sema_mm.analysis.compare` (train them over seeds,
+skip finished runs), :mod:`~sema_mm.analysis.results` (read the logged
+scalars, tables, plots), :mod:`~sema_mm.analysis.decision` (accuracy,
+calibration and decision-boundary width of 2-D classifiers),
+:mod:`~sema_mm.analysis.landscape` (loss landscapes of checkpoints),
+:mod:`~sema_mm.analysis.lookahead` (registers the ``Lookahead`` optimizer)
+and :mod:`~sema_mm.analysis.schedulers` (registers ``SWAConstantLR``). The
+last two are imported by the configs of the ``lookahead`` and ``swa``
+variants (``custom_imports``), not here: the Lookahead module imports timm
+when it is installed, which takes a while.
+"""
+from .variants import Variant, apply_variant, parse_variant, parse_variants
+
+__all__ = ['Variant', 'apply_variant', 'parse_variant', 'parse_variants']

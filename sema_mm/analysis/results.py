@@ -1,0 +1,362 @@
+"""Read what mmengine logged for a set of runs and summarise it.
+
+Each run of a comparison is an mmengine work dir. Its ``<timestamp>/vis_data
+/scalars.json`` files (one per start: a resumed run has two) hold one JSON
+object per line: training lines carry ``iter`` (``loss``, ``lr``, ...,
+``epoch`` for epoch-based loops), validation lines do not (the metrics, with
+``step`` = the epoch, or the iteration for iteration-based loops). Later
+files override earlier ones step by step, so a crashed and resumed run reads
+as one.
+
+:func:`summarise` reduces the runs of one config (variant -> seed -> curve)
+to means and sample standard deviations (``n - 1`` in the denominator) over
+seeds; :func:`markdown_table` and :func:`plot_curves` present them.
+"""
+import glob
+import json
+import math
+import os.path as osp
+import statistics
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Sequence
+
+#: Metric keys tried, in order, when none is given.
+KNOWN_METRICS = ('accuracy/top1', 'coco/bbox_mAP', 'coco/segm_mAP', 'mIoU',
+                 'pascal_voc/mAP', 'accuracy')
+#: Keys of a validation line that are not metrics.
+NOT_METRICS = ('step', 'epoch', 'iter', 'time', 'data_time', 'memory', 'lr')
+#: Substrings of metric names for which lower is better.
+LOWER_IS_BETTER = ('loss', 'error', 'err', 'fid', 'mae', 'rmse', 'mse',
+                   'perplexity', 'ppl')
+
+
+@dataclass
+class RunLog:
+    """The scalars of one run.
+
+    Attributes:
+        val (dict): Validation step (epoch or iteration) -> its line.
+        train (dict): Epoch (or iteration) -> its last training line.
+        log_dirs (list): The mmengine log dirs read, oldest first.
+    """
+
+    val: Dict[int, dict] = field(default_factory=dict)
+    train: Dict[int, dict] = field(default_factory=dict)
+    log_dirs: List[str] = field(default_factory=list)
+
+
+def find_log_dirs(work_dir: str) -> List[str]:
+    """The mmengine log dirs of ``work_dir`` that have a ``scalars.json``,
+    oldest first (their names are start timestamps)."""
+    found = glob.glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json'))
+    return sorted(osp.dirname(osp.dirname(p)) for p in found)
+
+
+def read_scalars(path: str, log: Optional[RunLog] = None) -> RunLog:
+    """Add the lines of one ``scalars.json`` to ``log``.
+
+    Args:
+        path (str): A ``vis_data/scalars.json``.
+        log (RunLog, optional): Lines read so far; later lines override.
+
+    Returns:
+        RunLog: ``log`` (or a new one) with the lines added.
+    """
+    log = RunLog() if log is None else log
+    with open(path) as f:
+        for line in f:
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except ValueError:  # a line cut by a crash
+                continue
+            if 'iter' in row:
+                key = int(row.get('epoch', row['iter']))
+                log.train[key] = row
+            elif 'step' in row:
+                log.val[int(row['step'])] = row
+    return log
+
+
+def read_run(work_dir: str) -> RunLog:
+    """All the scalars of the run in ``work_dir`` (see the module
+    docstring)."""
+    log = RunLog()
+    for log_dir in find_log_dirs(work_dir):
+        read_scalars(osp.join(log_dir, 'vis_data', 'scalars.json'), log)
+        log.log_dirs.append(log_dir)
+    return log
+
+
+def pick_metric(logs: Sequence[RunLog], metric: Optional[str] = None) -> str:
+    """The validation metric to compare.
+
+    Args:
+        logs (Sequence[RunLog]): Runs to look at.
+        metric (str, optional): A key given by the user; checked.
+
+    Returns:
+        str: ``metric``, or the first of :data:`KNOWN_METRICS` that was
+        logged, or the first other numeric key (sorted).
+
+    Raises:
+        KeyError: When ``metric`` was not logged or no metric was.
+    """
+    keys = set()
+    for log in logs:
+        for row in log.val.values():
+            keys.update(k for k, v in row.items()
+                        if k not in NOT_METRICS and isinstance(v, (int,
+                                                                  float)))
+    if metric is not None:
+        if keys and metric not in keys:
+            raise KeyError(f'metric {metric!r} was not logged; logged: '
+                           f'{sorted(keys)}')
+        return metric
+    for known in KNOWN_METRICS:
+        if known in keys:
+            return known
+    if not keys:
+        raise KeyError('no validation metric was logged')
+    return sorted(keys)[0]
+
+
+def metric_rule(metric: str) -> str:
+    """``'less'`` for losses and errors (by name), else ``'greater'``."""
+    name = metric.lower().split('/')[-1]
+    return 'less' if any(s in name for s in LOWER_IS_BETTER) else 'greater'
+
+
+def metric_curve(log: RunLog, metric: str) -> Dict[int, float]:
+    """Step -> value of ``metric``, for the steps that logged it."""
+    return {
+        step: float(row[metric])
+        for step, row in sorted(log.val.items()) if metric in row
+    }
+
+
+def loss_curve(log: RunLog, key: str = 'loss') -> Dict[int, float]:
+    """Epoch (or iteration) -> the last logged training ``loss``."""
+    return {
+        step: float(row[key])
+        for step, row in sorted(log.train.items()) if key in row
+    }
+
+
+def mean_std(values: Sequence[float]) -> tuple:
+    """Mean and sample standard deviation (0 for a single value)."""
+    values = [float(v) for v in values]
+    if not values:
+        return math.nan, math.nan
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return statistics.fmean(values), std
+
+
+@dataclass
+class VariantSummary:
+    """The seeds of one variant reduced to numbers.
+
+    Attributes:
+        label (str): Variant name.
+        seeds (list): Seeds with at least one logged value.
+        final (tuple): Mean and std of each run's last value.
+        best (tuple): Mean and std of each run's best value.
+        best_step (int): Step where the seed-mean curve is best.
+        curve (dict): Step -> (mean, std) over the runs that logged it.
+        loss (dict): Step -> (mean, std) of the training loss.
+        final_values (list): Each run's last value, in seed order.
+        wall_s (tuple): Mean and std of the training time, if known.
+    """
+
+    label: str
+    seeds: List[int]
+    final: tuple
+    best: tuple
+    best_step: Optional[int]
+    curve: Dict[int, tuple]
+    loss: Dict[int, tuple]
+    final_values: List[float]
+    wall_s: tuple = (math.nan, math.nan)
+
+
+def _better(rule: str):
+    return max if rule == 'greater' else min
+
+
+def summarise_variant(label: str, curves: Dict[int, Dict[int, float]],
+                      losses: Optional[Dict[int, Dict[int, float]]] = None,
+                      rule: str = 'greater',
+                      wall_s: Optional[Sequence[float]] = None
+                      ) -> VariantSummary:
+    """Reduce the runs of one variant.
+
+    Args:
+        label (str): Variant name.
+        curves (dict): Seed -> (step -> metric value).
+        losses (dict, optional): Seed -> (step -> training loss).
+        rule (str): ``'greater'`` or ``'less'``: which values are better.
+        wall_s (Sequence[float], optional): Training seconds of each run.
+
+    Returns:
+        VariantSummary: The summary (NaN where no run logged anything).
+    """
+    better = _better(rule)
+    seeds = sorted(s for s, c in curves.items() if c)
+    finals = [curves[s][max(curves[s])] for s in seeds]
+    bests = [better(curves[s].values()) for s in seeds]
+    steps = sorted({step for s in seeds for step in curves[s]})
+    curve = {
+        step: mean_std([curves[s][step] for s in seeds if step in curves[s]])
+        for step in steps
+    }
+    # The best step is looked for where every seed logged a value.
+    common = [st for st in steps if all(st in curves[s] for s in seeds)]
+    best_step = better(common, key=lambda st: curve[st][0]) \
+        if common else None
+    loss = {}
+    if losses:
+        loss_steps = sorted({st for c in losses.values() for st in c})
+        loss = {
+            st: mean_std([c[st] for c in losses.values() if st in c])
+            for st in loss_steps
+        }
+    return VariantSummary(
+        label=label,
+        seeds=seeds,
+        final=mean_std(finals),
+        best=mean_std(bests),
+        best_step=best_step,
+        curve=curve,
+        loss=loss,
+        final_values=finals,
+        wall_s=mean_std(wall_s) if wall_s else (math.nan, math.nan))
+
+
+def gain(summary: VariantSummary, reference: Optional[VariantSummary],
+         rule: str = 'greater') -> float:
+    """Difference of the final means, signed so that positive is better."""
+    if reference is None or summary is reference:
+        return math.nan
+    diff = summary.final[0] - reference.final[0]
+    return diff if rule == 'greater' else -diff
+
+
+def _fmt(value: float, digits: int) -> str:
+    return '-' if value is None or math.isnan(value) else \
+        f'{value:.{digits}f}'
+
+
+def _pm(pair: tuple, digits: int) -> str:
+    mean, std = pair
+    if math.isnan(mean):
+        return '-'
+    return f'{mean:.{digits}f} ± {std:.{digits}f}'
+
+
+def _signed(value: float, digits: int) -> str:
+    return '' if math.isnan(value) else f'{value:+.{digits}f}'
+
+
+def markdown_table(summaries: Sequence[VariantSummary], metric: str,
+                   rule: str = 'greater', step_name: str = 'epoch',
+                   digits: int = 2) -> str:
+    """A Markdown table of the variants of one config.
+
+    Columns: the variant, the seeds, the final value (the last validation)
+    and the best value (each run's best), both as mean ± sample std over
+    seeds, the step where the seed-mean curve is best, the gain of the final
+    mean over the baseline and over EMA (positive is better), and the mean
+    training time of a run.
+
+    Args:
+        summaries (Sequence[VariantSummary]): One per variant, in order.
+        metric (str): The metric's name (for the header).
+        rule (str): ``'greater'`` or ``'less'``.
+        step_name (str): ``'epoch'`` or ``'iteration'``.
+        digits (int): Decimals shown. Defaults to 2.
+
+    Returns:
+        str: The table, without a trailing newline.
+    """
+    by_label = {s.label: s for s in summaries}
+    baseline = by_label.get('baseline')
+    ema = by_label.get('EMA')
+    arrow = '↑' if rule == 'greater' else '↓'
+    lines = [
+        f'| variant | seeds | final {metric} {arrow} | best {metric} | '
+        f'best {step_name} | gain vs baseline | gain vs EMA | '
+        's / run |',
+        '|---|---|---|---|---|---|---|---|',
+    ]
+    for s in summaries:
+        lines.append(
+            f'| {s.label} | {len(s.seeds)} | {_pm(s.final, digits)} | '
+            f'{_pm(s.best, digits)} | '
+            f'{"-" if s.best_step is None else s.best_step} | '
+            f'{_signed(gain(s, baseline, rule), digits)} | '
+            f'{_signed(gain(s, ema, rule), digits)} | '
+            f'{_fmt(s.wall_s[0], 0)} |')
+    return '\n'.join(lines)
+
+
+def plot_curves(summaries: Sequence[VariantSummary], metric: str, path: str,
+                title: str = '', step_name: str = 'epoch') -> str:
+    """Plot the metric (mean ± std band over seeds) and the training loss
+    against the step for every variant, like the paper's Figure 1.
+
+    Args:
+        summaries (Sequence[VariantSummary]): One per variant.
+        metric (str): The metric's name (y-axis label).
+        path (str): The PNG to write.
+        title (str): Figure title.
+        step_name (str): x-axis label.
+
+    Returns:
+        str: ``path``.
+    """
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    has_loss = any(s.loss for s in summaries)
+    fig, axes = plt.subplots(
+        1, 2 if has_loss else 1, figsize=(11 if has_loss else 6, 4),
+        squeeze=False)
+    # Each later line a little thinner, so that equal curves (EMA does not
+    # change the training loss) stay visible on top of each other.
+    widths = [max(0.8, 2.6 - 0.5 * i) for i in range(len(summaries))]
+    ax = axes[0][0]
+    for s, lw in zip(summaries, widths):
+        if not s.curve:
+            continue
+        steps = sorted(s.curve)
+        mean = [s.curve[st][0] for st in steps]
+        std = [s.curve[st][1] for st in steps]
+        line, = ax.plot(steps, mean, linewidth=lw,
+                        label=f'{s.label} (n={len(s.seeds)})')
+        ax.fill_between(steps, [m - d for m, d in zip(mean, std)],
+                        [m + d for m, d in zip(mean, std)],
+                        color=line.get_color(), alpha=0.2, linewidth=0)
+    ax.set_xlabel(step_name)
+    ax.set_ylabel(f'val {metric} (mean ± std over seeds)')
+    ax.grid(alpha=0.3)
+    ax.legend()
+    if has_loss:
+        ax = axes[0][1]
+        for s, lw in zip(summaries, widths):
+            if s.loss:
+                steps = sorted(s.loss)
+                ax.plot(steps, [s.loss[st][0] for st in steps],
+                        linewidth=lw, label=s.label)
+        ax.set_xlabel(step_name)
+        ax.set_ylabel('training loss (mean over seeds)')
+        ax.set_yscale('log')
+        ax.grid(alpha=0.3)
+        ax.legend()
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
