@@ -33,6 +33,18 @@ def test_params_policy_keeps_model_bn_statistics(tmp_path):
             assert torch.equal(a[k], b[k]), k  # the switch left them alone
 
 
+@pytest.mark.parametrize('buffers', ['params', 'average', 'recompute'])
+def test_syncbn_config_in_one_process(tmp_path, buffers):
+    """A SyncBN model trains with every buffer policy in one process
+    (mmengine reverts SyncBN to BN there; several processes need GPUs)."""
+    runner = make_runner(
+        tmp_path, model=dict(type='ToyClassifier', sync_bn=True),
+        custom_hooks=[dict(type='SwitchEMAHook', momentum=0.2,
+                           buffers=buffers)])
+    runner.train()
+    assert sema_hook(runner).num_switches == 4
+
+
 def test_average_policy_switches_averaged_bn_statistics(tmp_path):
     before, after = BufferProbe('HIGHEST'), BufferProbe('LOWEST')
     runner = make_runner(

@@ -48,13 +48,15 @@ FUNCTIONS.register_module(name='toy_collate', module=default_collate)
 
 @MODELS.register_module()
 class ToyClassifier(BaseModel):
-    """Conv + BatchNorm + linear classifier on 3x8x8 inputs."""
+    """Conv + BatchNorm (or SyncBN) + linear classifier on 3x8x8 inputs."""
 
     def __init__(self, num_classes: int = 3, width: int = 8,
-                 nan_loss_at: Optional[int] = None) -> None:
+                 nan_loss_at: Optional[int] = None,
+                 sync_bn: bool = False) -> None:
         super().__init__()
+        norm = nn.SyncBatchNorm if sync_bn else nn.BatchNorm2d
         self.backbone = nn.Sequential(
-            nn.Conv2d(3, width, 3, padding=1), nn.BatchNorm2d(width),
+            nn.Conv2d(3, width, 3, padding=1), norm(width),
             nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
         self.head = nn.Linear(width, num_classes)
         self.nan_loss_at = nan_loss_at
