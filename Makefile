@@ -3,7 +3,7 @@
 PY := .venv/bin/python
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: env demo test lint bench
+.PHONY: env demo test lint bench test-mmselfsup
 
 env:
 	bash tools/setup_env.sh
@@ -19,3 +19,9 @@ test: lint
 
 bench: env
 	$(PY) tools/benchmark.py
+
+# Optional: the older mmselfsup 1.0.0 stack in its own .venv-mmselfsup
+# (mmcv 2.0.1 compiled with C++17; see tools/setup_mmselfsup_env.sh).
+test-mmselfsup:
+	bash tools/setup_mmselfsup_env.sh
+	.venv-mmselfsup/bin/python -m pytest tests/test_mmselfsup.py

@@ -1,0 +1,17 @@
+"""Evaluation of BYOL pre-training: linear probe: frozen backbone, LARS lr 1.6,
+90 epochs.
+
+Upstream
+``mmpretrain::byol/benchmarks/resnet50_8xb512-linear-coslr-90e_in1k.py``,
+unchanged apart from importing sema_mm. Its backbone starts from a pre-training
+checkpoint, given on the command line::
+
+    --cfg-options model.backbone.init_cfg.checkpoint=<ckpt>
+
+(``init_cfg=dict(type='Pretrained', prefix='backbone.')`` upstream). The
+pre-training checkpoint's ``state_dict`` holds the EMA weights (for
+SwitchEMAHook: the weights after the last switch).
+"""
+_base_ = 'mmpretrain::byol/benchmarks/resnet50_8xb512-linear-coslr-90e_in1k.py'
+custom_imports = dict(
+    imports=['sema_mm'], allow_failed_imports=False)

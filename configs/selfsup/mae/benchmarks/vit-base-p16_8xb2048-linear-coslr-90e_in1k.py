@@ -1,0 +1,17 @@
+"""Evaluation of MAE pre-training: linear probe: frozen ViT-B, LARS lr 6.4, 90
+epochs.
+
+Upstream
+``mmpretrain::mae/benchmarks/vit-base-p16_8xb2048-linear-coslr-90e_in1k.py``,
+unchanged apart from importing sema_mm. Its backbone starts from a pre-training
+checkpoint, given on the command line::
+
+    --cfg-options model.backbone.init_cfg.checkpoint=<ckpt>
+
+(``init_cfg=dict(type='Pretrained', prefix='backbone.')`` upstream). The
+pre-training checkpoint's ``state_dict`` holds the EMA weights (for
+SwitchEMAHook: the weights after the last switch).
+"""
+_base_ = 'mmpretrain::mae/benchmarks/vit-base-p16_8xb2048-linear-coslr-90e_in1k.py'  # noqa: E501  # noqa: E501
+custom_imports = dict(
+    imports=['sema_mm'], allow_failed_imports=False)

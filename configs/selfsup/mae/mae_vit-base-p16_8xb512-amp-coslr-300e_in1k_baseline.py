@@ -1,0 +1,15 @@
+"""MAE, ViT-B/16, AdamW, 300 epochs (batch 8 x 512): baseline (no weight
+averaging).
+
+Upstream ``mmpretrain::mae/mae_vit-base-p16_8xb512-amp-coslr-300e_in1k.py``,
+unchanged apart from the imports and the fixes noted below. MAE has no momentum
+teacher.
+"""
+_base_ = 'mmpretrain::mae/mae_vit-base-p16_8xb512-amp-coslr-300e_in1k.py'
+custom_imports = dict(
+    imports=['sema_mm'], allow_failed_imports=False)
+
+# Inheriting through `mmpretrain::` tags the upstream `collate_fn` with a
+# `_scope_` key, which mmengine 0.10.7 passes on to the function as an
+# argument (TypeError); declared again here, untagged.
+train_dataloader = dict(collate_fn=dict(_delete_=True, type='default_collate'))

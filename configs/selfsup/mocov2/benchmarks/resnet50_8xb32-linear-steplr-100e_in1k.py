@@ -1,0 +1,17 @@
+"""Evaluation of MoCo v2 pre-training: linear probe: frozen backbone, SGD lr
+30, step LR, 100 epochs.
+
+Upstream
+``mmpretrain::mocov2/benchmarks/resnet50_8xb32-linear-steplr-100e_in1k.py``,
+unchanged apart from importing sema_mm. Its backbone starts from a pre-training
+checkpoint, given on the command line::
+
+    --cfg-options model.backbone.init_cfg.checkpoint=<ckpt>
+
+(``init_cfg=dict(type='Pretrained', prefix='backbone.')`` upstream). The
+pre-training checkpoint's ``state_dict`` holds the EMA weights (for
+SwitchEMAHook: the weights after the last switch).
+"""
+_base_ = 'mmpretrain::mocov2/benchmarks/resnet50_8xb32-linear-steplr-100e_in1k.py'  # noqa: E501  # noqa: E501
+custom_imports = dict(
+    imports=['sema_mm'], allow_failed_imports=False)

@@ -1,0 +1,17 @@
+"""MoCo v3, ViT-S/16, AdamW, 300 epochs (batch 16 x 256): "EMA", the standard
+method.
+
+Upstream
+``mmpretrain::mocov3/mocov3_vit-small-p16_16xb256-amp-coslr-300e_in1k.py``,
+unchanged apart from the imports and the fixes noted below: its momentum
+teacher ``momentum_encoder`` is the EMA, with ``base_momentum=0.01`` (mmengine
+convention), annealed by ``CosineEMA`` to 0 (decay 0.99 -> 1). No extra hook.
+"""
+_base_ = 'mmpretrain::mocov3/mocov3_vit-small-p16_16xb256-amp-coslr-300e_in1k.py'  # noqa: E501  # noqa: E501
+custom_imports = dict(
+    imports=['sema_mm'], allow_failed_imports=False)
+
+# Inheriting through `mmpretrain::` tags the upstream `collate_fn` with a
+# `_scope_` key, which mmengine 0.10.7 passes on to the function as an
+# argument (TypeError); declared again here, untagged.
+train_dataloader = dict(collate_fn=dict(_delete_=True, type='default_collate'))

@@ -1,0 +1,20 @@
+"""MoCo v3, ViT-S/16, AdamW, 300 epochs (batch 16 x 256): Switch EMA (SEMA).
+
+The standard method plus ``SwitchEMAHook`` with ``teacher='auto'``: the model's
+own momentum teacher ``momentum_encoder`` is the EMA (no second copy), and at
+the end of every epoch its parameters are copied into the online backbone and
+neck. The teacher, its momentum schedule (``base_momentum=0.01`` (mmengine
+convention), annealed by ``CosineEMA`` to 0 (decay 0.99 -> 1)) and everything
+else the model updates (queue, counters) are left exactly as the model's own
+update makes them; ``momentum`` of the hook is unused.
+"""
+_base_ = 'mmpretrain::mocov3/mocov3_vit-small-p16_16xb256-amp-coslr-300e_in1k.py'  # noqa: E501  # noqa: E501
+custom_imports = dict(
+    imports=['sema_mm'], allow_failed_imports=False)
+
+custom_hooks = [dict(type='SwitchEMAHook', teacher='auto')]
+
+# Inheriting through `mmpretrain::` tags the upstream `collate_fn` with a
+# `_scope_` key, which mmengine 0.10.7 passes on to the function as an
+# argument (TypeError); declared again here, untagged.
+train_dataloader = dict(collate_fn=dict(_delete_=True, type='default_collate'))

@@ -1,0 +1,19 @@
+"""SimMIM, Swin-B (window 6, 192 px), AdamW, 100 epochs (batch 8 x 256): Switch
+EMA (SEMA).
+
+``SwitchEMAHook`` on the whole model: an EMA updated after every optimizer step
+and copied into the model at the end of every epoch; the checkpoint's
+``state_dict`` holds it (the backbone that the evaluation configs load).
+Momentum 1e-3 (mmengine convention): the paper's alpha = 0.999 for ImageNet-1K
+masked image modelling (Table A1).
+"""
+_base_ = 'mmpretrain::simmim/simmim_swin-base-w6_8xb256-amp-coslr-100e_in1k-192px.py'  # noqa: E501  # noqa: E501
+custom_imports = dict(
+    imports=['sema_mm'], allow_failed_imports=False)
+
+custom_hooks = [dict(type='SwitchEMAHook', momentum=1e-3)]
+
+# Inheriting through `mmpretrain::` tags the upstream `collate_fn` with a
+# `_scope_` key, which mmengine 0.10.7 passes on to the function as an
+# argument (TypeError); declared again here, untagged.
+train_dataloader = dict(collate_fn=dict(_delete_=True, type='default_collate'))

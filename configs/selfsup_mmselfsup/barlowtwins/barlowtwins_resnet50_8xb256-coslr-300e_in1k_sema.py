@@ -1,0 +1,24 @@
+"""Barlow Twins, ResNet-50, LARS, 300 epochs (batch 8 x 256): Switch EMA
+(SEMA).
+
+``SwitchEMAHook`` on the whole model: an EMA updated after every optimizer step
+and copied into the model at the end of every epoch; the checkpoint's
+``state_dict`` holds it (the backbone that the evaluation configs load).
+Momentum 1e-4 (mmengine convention): the paper's alpha = 0.9999 for ImageNet-1K
+contrastive (Table A1).
+
+SwitchEMAHook and EMAHook (mmengine's, under the mmselfsup scope) use
+mmengine's convention, momentum = 1 - alpha, unlike mmselfsup's models.
+"""
+_base_ = 'mmselfsup::selfsup/barlowtwins/barlowtwins_resnet50_8xb256-coslr-300e_in1k.py'  # noqa: E501  # noqa: E501
+# mmselfsup_compat: see sema_mm/selfsup/mmselfsup_compat.py
+custom_imports = dict(
+    imports=['sema_mm', 'sema_mm.selfsup.mmselfsup_compat'],
+    allow_failed_imports=False)
+
+custom_hooks = [dict(type='SwitchEMAHook', momentum=1e-4)]
+
+# Inheriting through `mmselfsup::` tags the upstream `collate_fn` with a
+# `_scope_` key, which mmengine 0.10.7 passes on to the function as an
+# argument (TypeError); declared again here, untagged.
+train_dataloader = dict(collate_fn=dict(_delete_=True, type='default_collate'))

@@ -1,0 +1,24 @@
+"""BYOL, ResNet-50, LARS, 200 epochs (batch 16 x 256): "Basic", without a
+momentum teacher.
+
+The paper's "Basic" row of Table 4: the method with its teacher
+(``target_net``) following the online encoder exactly (momentum 1 in mmengine's
+convention, decay 0 in the paper's), gradient still stopped.
+``CopyTeacherHook`` (sema_mm.selfsup) zeroes the teacher's update counter
+before every iteration, so each of the model's own teacher updates takes the
+averaged model's first-update branch: an exact copy of the online backbone and
+neck. No momentum value can say this: mmengine's ``ExponentialMovingAverage``
+refuses momentum 1, and ``CosineEMA`` anneals towards a fixed end value.
+"""
+_base_ = 'mmselfsup::selfsup/byol/byol_resnet50_16xb256-coslr-200e_in1k.py'
+# mmselfsup_compat: see sema_mm/selfsup/mmselfsup_compat.py
+custom_imports = dict(
+    imports=['sema_mm', 'sema_mm.selfsup', 'sema_mm.selfsup.mmselfsup_compat'],
+    allow_failed_imports=False)
+
+custom_hooks = [dict(type='CopyTeacherHook')]
+
+# Inheriting through `mmselfsup::` tags the upstream `collate_fn` with a
+# `_scope_` key, which mmengine 0.10.7 passes on to the function as an
+# argument (TypeError); declared again here, untagged.
+train_dataloader = dict(collate_fn=dict(_delete_=True, type='default_collate'))

@@ -1,0 +1,20 @@
+"""MoCo v3, ViT-S/16, AdamW, 300 epochs (batch 16 x 256): "EMA", the standard
+method.
+
+Upstream
+``mmselfsup::selfsup/mocov3/mocov3_vit-small-p16_16xb256-amp-coslr-300e_in1k.py``,
+unchanged apart from the imports and the fixes noted below: its momentum
+teacher ``momentum_encoder`` is the EMA, with ``base_momentum=0.99``
+(mmselfsup's convention: a decay), annealed by its ``CosineEMA`` to 1. No extra
+hook.
+"""
+_base_ = 'mmselfsup::selfsup/mocov3/mocov3_vit-small-p16_16xb256-amp-coslr-300e_in1k.py'  # noqa: E501  # noqa: E501
+# mmselfsup_compat: see sema_mm/selfsup/mmselfsup_compat.py
+custom_imports = dict(
+    imports=['sema_mm', 'sema_mm.selfsup.mmselfsup_compat'],
+    allow_failed_imports=False)
+
+# Inheriting through `mmselfsup::` tags the upstream `collate_fn` with a
+# `_scope_` key, which mmengine 0.10.7 passes on to the function as an
+# argument (TypeError); declared again here, untagged.
+train_dataloader = dict(collate_fn=dict(_delete_=True, type='default_collate'))

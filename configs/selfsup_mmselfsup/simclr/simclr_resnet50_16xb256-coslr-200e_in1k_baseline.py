@@ -1,0 +1,18 @@
+"""SimCLR, ResNet-50, LARS, 200 epochs (batch 16 x 256): baseline (no weight
+averaging).
+
+Upstream
+``mmselfsup::selfsup/simclr/simclr_resnet50_16xb256-coslr-200e_in1k.py``,
+unchanged apart from the imports and the fixes noted below. SimCLR has no
+momentum teacher.
+"""
+_base_ = 'mmselfsup::selfsup/simclr/simclr_resnet50_16xb256-coslr-200e_in1k.py'
+# mmselfsup_compat: see sema_mm/selfsup/mmselfsup_compat.py
+custom_imports = dict(
+    imports=['sema_mm', 'sema_mm.selfsup.mmselfsup_compat'],
+    allow_failed_imports=False)
+
+# Inheriting through `mmselfsup::` tags the upstream `collate_fn` with a
+# `_scope_` key, which mmengine 0.10.7 passes on to the function as an
+# argument (TypeError); declared again here, untagged.
+train_dataloader = dict(collate_fn=dict(_delete_=True, type='default_collate'))

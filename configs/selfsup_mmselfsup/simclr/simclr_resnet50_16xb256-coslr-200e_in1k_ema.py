@@ -1,0 +1,25 @@
+"""SimCLR, ResNet-50, LARS, 200 epochs (batch 16 x 256): EMA of the weights.
+
+mmengine's ``EMAHook`` (mmselfsup registers none) on the whole model: updated
+after every iteration and saved as the checkpoint's ``state_dict``, never
+copied back into the model. Momentum 4e-5 (mmengine convention, weight of the
+new weights): the paper's alpha = 0.99996 for ImageNet-1K contrastive (Table
+A1).
+
+SwitchEMAHook and EMAHook (mmengine's, under the mmselfsup scope) use
+mmengine's convention, momentum = 1 - alpha, unlike mmselfsup's models.
+"""
+_base_ = 'mmselfsup::selfsup/simclr/simclr_resnet50_16xb256-coslr-200e_in1k.py'
+# mmselfsup_compat: see sema_mm/selfsup/mmselfsup_compat.py
+custom_imports = dict(
+    imports=['sema_mm', 'sema_mm.selfsup.mmselfsup_compat'],
+    allow_failed_imports=False)
+
+custom_hooks = [
+    dict(type='EMAHook', momentum=4e-5, priority='ABOVE_NORMAL')
+]
+
+# Inheriting through `mmselfsup::` tags the upstream `collate_fn` with a
+# `_scope_` key, which mmengine 0.10.7 passes on to the function as an
+# argument (TypeError); declared again here, untagged.
+train_dataloader = dict(collate_fn=dict(_delete_=True, type='default_collate'))

@@ -1,0 +1,18 @@
+"""SimMIM, Swin-B (window 6, 192 px), AdamW, 100 epochs (batch 8 x 256):
+baseline (no weight averaging).
+
+Upstream
+``mmselfsup::selfsup/simmim/simmim_swin-base_8xb256-amp-coslr-100e_in1k-192.py``,
+unchanged apart from the imports and the fixes noted below. SimMIM has no
+momentum teacher.
+"""
+_base_ = 'mmselfsup::selfsup/simmim/simmim_swin-base_8xb256-amp-coslr-100e_in1k-192.py'  # noqa: E501  # noqa: E501
+# mmselfsup_compat: see sema_mm/selfsup/mmselfsup_compat.py
+custom_imports = dict(
+    imports=['sema_mm', 'sema_mm.selfsup.mmselfsup_compat'],
+    allow_failed_imports=False)
+
+# Inheriting through `mmselfsup::` tags the upstream `collate_fn` with a
+# `_scope_` key, which mmengine 0.10.7 passes on to the function as an
+# argument (TypeError); declared again here, untagged.
+train_dataloader = dict(collate_fn=dict(_delete_=True, type='default_collate'))
