@@ -19,54 +19,18 @@ import statistics
 from typing import Dict, List
 
 import torch
-from sklearn.datasets import make_circles
-from torch import nn
 
-from sema_mm.models import FusedEMA
+from sema_mm.analysis.toy import make_data, train
 
 
-def make_data(seed: int, n: int = 1000, labelled: int = 50):
-    """Circles with ``labelled`` training points (balanced), rest test."""
-    x, y = make_circles(n_samples=n, noise=0.1, factor=0.5,
-                        random_state=seed)
-    x, y = torch.tensor(x, dtype=torch.float32), torch.tensor(y)
-    g = torch.Generator().manual_seed(seed)
-    idx = torch.cat([
-        torch.nonzero(y == c).flatten()[torch.randperm(
-            int((y == c).sum()), generator=g)[:labelled // 2]]
-        for c in (0, 1)
-    ])
-    test = torch.ones(n, dtype=torch.bool)
-    test[idx] = False
-    return x[idx], y[idx], x[test], y[test]
-
-
-def train(method: str, momentum: float, seed: int, epochs: int,
-          batch: int = 10, lr: float = 0.01, hidden: int = 100) -> float:
-    """Test accuracy (%) of one run."""
-    xtr, ytr, xte, yte = make_data(seed)
-    torch.manual_seed(seed)
-    model = nn.Sequential(nn.Linear(2, hidden), nn.ReLU(),
-                          nn.Linear(hidden, 2))
-    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
-    ema = FusedEMA(model, momentum=momentum)
-    ema.seed(model)
-    g = torch.Generator().manual_seed(seed)
-    for _ in range(epochs):
-        order = torch.randperm(len(xtr), generator=g)
-        for i in range(0, len(xtr), batch):
-            j = order[i:i + batch]
-            loss = nn.functional.cross_entropy(model(xtr[j]), ytr[j])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            ema.update_parameters(model)
-        if method == 'SEMA':
-            ema.pairs_for(model).copy_to_source()
-    evaluated = ema.module if method == 'EMA' else model
+def test_accuracy(method: str, momentum: float, seed: int,
+                  epochs: int) -> float:
+    """Test accuracy (%) of one run on circles."""
+    data = make_data('circles', seed)
+    model = train(method, data, seed, epochs, momentum)
     with torch.no_grad():
-        pred = evaluated(xte).argmax(1)
-    return 100.0 * float((pred == yte).float().mean())
+        pred = model(data[2]).argmax(1)
+    return 100.0 * float((pred == data[3]).float().mean())
 
 
 def main() -> None:
@@ -77,13 +41,14 @@ def main() -> None:
                         default=[0.01, 0.2])
     args = parser.parse_args()
     runs: Dict[str, List[float]] = {}
+    seeds = range(args.seeds)
     runs['baseline'] = [
-        train('baseline', 0.5, s, args.epochs) for s in range(args.seeds)
+        test_accuracy('baseline', 0.5, s, args.epochs) for s in seeds
     ]
     for m in args.momenta:
         for method in ('EMA', 'SEMA'):
             runs[f'{method}, momentum {m:g}'] = [
-                train(method, m, s, args.epochs) for s in range(args.seeds)
+                test_accuracy(method, m, s, args.epochs) for s in seeds
             ]
     print(f'circles, 50 labelled points, {args.epochs} epochs x 5 steps, '
           f'{args.seeds} seeds')

@@ -6,7 +6,7 @@ Upstream
 unchanged apart from the imports and the fixes noted below. Barlow Twins has no
 momentum teacher.
 """
-_base_ = 'mmpretrain::barlowtwins/barlowtwins_resnet50_8xb256-coslr-300e_in1k.py'  # noqa: E501  # noqa: E501
+_base_ = 'mmpretrain::barlowtwins/barlowtwins_resnet50_8xb256-coslr-300e_in1k.py'  # noqa: E501
 custom_imports = dict(
     imports=['sema_mm'], allow_failed_imports=False)
 

@@ -7,7 +7,7 @@ as the checkpoint's ``state_dict``, never copied back into the model. Momentum
 4e-5 (mmengine convention, weight of the new weights): the paper's alpha =
 0.99996 for ImageNet-1K contrastive (Table A1).
 """
-_base_ = 'mmpretrain::barlowtwins/barlowtwins_resnet50_8xb256-coslr-300e_in1k.py'  # noqa: E501  # noqa: E501
+_base_ = 'mmpretrain::barlowtwins/barlowtwins_resnet50_8xb256-coslr-300e_in1k.py'  # noqa: E501
 custom_imports = dict(
     imports=['sema_mm'], allow_failed_imports=False)
 

@@ -7,7 +7,7 @@ and copied into the model at the end of every epoch; the checkpoint's
 Momentum 1e-4 (mmengine convention): the paper's alpha = 0.9999 for ImageNet-1K
 contrastive (Table A1).
 """
-_base_ = 'mmpretrain::barlowtwins/barlowtwins_resnet50_8xb256-coslr-300e_in1k.py'  # noqa: E501  # noqa: E501
+_base_ = 'mmpretrain::barlowtwins/barlowtwins_resnet50_8xb256-coslr-300e_in1k.py'  # noqa: E501
 custom_imports = dict(
     imports=['sema_mm'], allow_failed_imports=False)
 

@@ -7,7 +7,7 @@ unchanged apart from the imports and the fixes noted below: its momentum
 teacher ``momentum_encoder`` is the EMA, with ``base_momentum=0.01`` (mmengine
 convention), annealed by ``CosineEMA`` to 0 (decay 0.99 -> 1). No extra hook.
 """
-_base_ = 'mmpretrain::mocov3/mocov3_vit-small-p16_16xb256-amp-coslr-300e_in1k.py'  # noqa: E501  # noqa: E501
+_base_ = 'mmpretrain::mocov3/mocov3_vit-small-p16_16xb256-amp-coslr-300e_in1k.py'  # noqa: E501
 custom_imports = dict(
     imports=['sema_mm'], allow_failed_imports=False)
 

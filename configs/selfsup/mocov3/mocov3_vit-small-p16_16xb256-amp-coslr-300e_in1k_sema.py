@@ -8,7 +8,7 @@ convention), annealed by ``CosineEMA`` to 0 (decay 0.99 -> 1)) and everything
 else the model updates (queue, counters) are left exactly as the model's own
 update makes them; ``momentum`` of the hook is unused.
 """
-_base_ = 'mmpretrain::mocov3/mocov3_vit-small-p16_16xb256-amp-coslr-300e_in1k.py'  # noqa: E501  # noqa: E501
+_base_ = 'mmpretrain::mocov3/mocov3_vit-small-p16_16xb256-amp-coslr-300e_in1k.py'  # noqa: E501
 custom_imports = dict(
     imports=['sema_mm'], allow_failed_imports=False)
 

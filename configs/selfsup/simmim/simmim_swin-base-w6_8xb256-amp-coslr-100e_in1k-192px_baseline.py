@@ -6,7 +6,7 @@ Upstream
 unchanged apart from the imports and the fixes noted below. SimMIM has no
 momentum teacher.
 """
-_base_ = 'mmpretrain::simmim/simmim_swin-base-w6_8xb256-amp-coslr-100e_in1k-192px.py'  # noqa: E501  # noqa: E501
+_base_ = 'mmpretrain::simmim/simmim_swin-base-w6_8xb256-amp-coslr-100e_in1k-192px.py'  # noqa: E501
 custom_imports = dict(
     imports=['sema_mm'], allow_failed_imports=False)
 

@@ -7,7 +7,7 @@ as the checkpoint's ``state_dict``, never copied back into the model. Momentum
 1e-3 (mmengine convention, weight of the new weights): the paper's alpha =
 0.999 for ImageNet-1K masked image modelling (Table A1).
 """
-_base_ = 'mmpretrain::simmim/simmim_swin-base-w6_8xb256-amp-coslr-100e_in1k-192px.py'  # noqa: E501  # noqa: E501
+_base_ = 'mmpretrain::simmim/simmim_swin-base-w6_8xb256-amp-coslr-100e_in1k-192px.py'  # noqa: E501
 custom_imports = dict(
     imports=['sema_mm'], allow_failed_imports=False)
 

@@ -7,7 +7,7 @@ and copied into the model at the end of every epoch; the checkpoint's
 Momentum 1e-3 (mmengine convention): the paper's alpha = 0.999 for ImageNet-1K
 masked image modelling (Table A1).
 """
-_base_ = 'mmpretrain::simmim/simmim_swin-base-w6_8xb256-amp-coslr-100e_in1k-192px.py'  # noqa: E501  # noqa: E501
+_base_ = 'mmpretrain::simmim/simmim_swin-base-w6_8xb256-amp-coslr-100e_in1k-192px.py'  # noqa: E501
 custom_imports = dict(
     imports=['sema_mm'], allow_failed_imports=False)
 

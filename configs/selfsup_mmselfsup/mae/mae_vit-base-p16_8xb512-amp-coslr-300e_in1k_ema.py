@@ -9,7 +9,7 @@ new weights): the paper's alpha = 0.999 for ImageNet-1K masked image modelling
 SwitchEMAHook and EMAHook (mmengine's, under the mmselfsup scope) use
 mmengine's convention, momentum = 1 - alpha, unlike mmselfsup's models.
 """
-_base_ = 'mmselfsup::selfsup/mae/mae_vit-base-p16_8xb512-amp-coslr-300e_in1k.py'  # noqa: E501  # noqa: E501
+_base_ = 'mmselfsup::selfsup/mae/mae_vit-base-p16_8xb512-amp-coslr-300e_in1k.py'  # noqa: E501
 # mmselfsup_compat: see sema_mm/selfsup/mmselfsup_compat.py
 custom_imports = dict(
     imports=['sema_mm', 'sema_mm.selfsup.mmselfsup_compat'],

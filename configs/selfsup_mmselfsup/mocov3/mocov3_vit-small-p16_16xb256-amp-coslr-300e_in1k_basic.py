@@ -10,7 +10,7 @@ averaged model's first-update branch: an exact copy of the online backbone and
 neck. No momentum value can say this: mmengine's ``ExponentialMovingAverage``
 refuses momentum 1, and ``CosineEMA`` anneals towards a fixed end value.
 """
-_base_ = 'mmselfsup::selfsup/mocov3/mocov3_vit-small-p16_16xb256-amp-coslr-300e_in1k.py'  # noqa: E501  # noqa: E501
+_base_ = 'mmselfsup::selfsup/mocov3/mocov3_vit-small-p16_16xb256-amp-coslr-300e_in1k.py'  # noqa: E501
 # mmselfsup_compat: see sema_mm/selfsup/mmselfsup_compat.py
 custom_imports = dict(
     imports=['sema_mm', 'sema_mm.selfsup', 'sema_mm.selfsup.mmselfsup_compat'],

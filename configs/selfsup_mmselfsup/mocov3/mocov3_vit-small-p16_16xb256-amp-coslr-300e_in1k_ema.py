@@ -8,7 +8,7 @@ teacher ``momentum_encoder`` is the EMA, with ``base_momentum=0.99``
 (mmselfsup's convention: a decay), annealed by its ``CosineEMA`` to 1. No extra
 hook.
 """
-_base_ = 'mmselfsup::selfsup/mocov3/mocov3_vit-small-p16_16xb256-amp-coslr-300e_in1k.py'  # noqa: E501  # noqa: E501
+_base_ = 'mmselfsup::selfsup/mocov3/mocov3_vit-small-p16_16xb256-amp-coslr-300e_in1k.py'  # noqa: E501
 # mmselfsup_compat: see sema_mm/selfsup/mmselfsup_compat.py
 custom_imports = dict(
     imports=['sema_mm', 'sema_mm.selfsup.mmselfsup_compat'],

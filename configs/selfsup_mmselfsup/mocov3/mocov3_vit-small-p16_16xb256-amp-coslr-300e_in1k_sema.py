@@ -8,7 +8,7 @@ convention: a decay), annealed by its ``CosineEMA`` to 1) and everything else
 the model updates (queue, counters) are left exactly as the model's own update
 makes them; ``momentum`` of the hook is unused.
 """
-_base_ = 'mmselfsup::selfsup/mocov3/mocov3_vit-small-p16_16xb256-amp-coslr-300e_in1k.py'  # noqa: E501  # noqa: E501
+_base_ = 'mmselfsup::selfsup/mocov3/mocov3_vit-small-p16_16xb256-amp-coslr-300e_in1k.py'  # noqa: E501
 # mmselfsup_compat: see sema_mm/selfsup/mmselfsup_compat.py
 custom_imports = dict(
     imports=['sema_mm', 'sema_mm.selfsup.mmselfsup_compat'],

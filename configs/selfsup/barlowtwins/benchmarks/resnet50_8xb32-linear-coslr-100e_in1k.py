@@ -12,6 +12,6 @@ checkpoint, given on the command line::
 pre-training checkpoint's ``state_dict`` holds the EMA weights (for
 SwitchEMAHook: the weights after the last switch).
 """
-_base_ = 'mmpretrain::barlowtwins/benchmarks/resnet50_8xb32-linear-coslr-100e_in1k.py'  # noqa: E501  # noqa: E501
+_base_ = 'mmpretrain::barlowtwins/benchmarks/resnet50_8xb32-linear-coslr-100e_in1k.py'  # noqa: E501
 custom_imports = dict(
     imports=['sema_mm'], allow_failed_imports=False)

@@ -12,7 +12,7 @@ from a pre-training checkpoint, given on the command line::
 pre-training checkpoint's ``state_dict`` holds the EMA weights (for
 SwitchEMAHook: the weights after the last switch).
 """
-_base_ = 'mmpretrain::simmim/benchmarks/swin-base-w6_8xb256-coslr-100e_in1k-192px.py'  # noqa: E501  # noqa: E501
+_base_ = 'mmpretrain::simmim/benchmarks/swin-base-w6_8xb256-coslr-100e_in1k-192px.py'  # noqa: E501
 custom_imports = dict(
     imports=['sema_mm'], allow_failed_imports=False)
 
