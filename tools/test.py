@@ -16,7 +16,7 @@ from mmengine.dist import get_rank
 from mmengine.logging import print_log
 
 import sema_mm  # noqa: F401
-from sema_mm.utils import build_runner, merge_test_args
+from sema_mm.utils import build_runner, finish_distributed, merge_test_args
 from sema_mm.utils.cli import add_launch_args, load_config, parse_launch_args
 
 
@@ -49,6 +49,7 @@ def main(argv=None) -> dict:
         print_log(
             'Test metrics: ' + ', '.join(f'{k}: {v}'
                                          for k, v in metrics.items()))
+    finish_distributed()
     return metrics
 
 

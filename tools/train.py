@@ -14,7 +14,7 @@ Importing sema_mm registers ``SwitchEMAHook`` and lets checkpoints load with
 import argparse
 
 import sema_mm  # noqa: F401
-from sema_mm.utils import build_runner, merge_train_args
+from sema_mm.utils import build_runner, finish_distributed, merge_train_args
 from sema_mm.utils.cli import add_launch_args, load_config, parse_launch_args
 
 
@@ -49,6 +49,7 @@ def main(argv=None) -> None:
     cfg, codebase = load_config(args, merge_train_args)
     runner = build_runner(cfg)
     runner.train()
+    finish_distributed()
 
 
 if __name__ == '__main__':

@@ -251,3 +251,14 @@ def build_runner(cfg: Config) -> Runner:
     if 'runner_type' not in cfg:
         return Runner.from_cfg(cfg)
     return RUNNERS.build(cfg)
+
+
+def finish_distributed() -> None:
+    """Leave the process group together: a barrier, then destroy it.
+
+    Without it, a gloo rank that exits while another still tears its
+    communication threads down can abort the other ("terminate called
+    without an active exception")."""
+    if torch_dist.is_available() and torch_dist.is_initialized():
+        torch_dist.barrier()
+        torch_dist.destroy_process_group()
