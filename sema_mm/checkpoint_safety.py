@@ -40,8 +40,9 @@ def _history_buffer_getattr(obj: Any, name: str) -> Callable:
 def _numpy_globals() -> List:
     """The numpy callables and types a pickled array or scalar refers to,
     under the module path of the installed numpy and of numpy 1.x."""
-    core = getattr(np, '_core', None) or np.core
-    reconstruct, scalar = core.multiarray._reconstruct, core.multiarray.scalar
+    # numpy 2 moved numpy.core to numpy._core; 1.26 has a forwarding stub.
+    from numpy._core import multiarray
+    reconstruct, scalar = multiarray._reconstruct, multiarray.scalar
     names = []
     for prefix in ('numpy._core.multiarray', 'numpy.core.multiarray'):
         names += [(reconstruct, f'{prefix}._reconstruct'),

@@ -1,13 +1,13 @@
 """Classification configs (mmpretrain 1.2.0): baseline, EMA and SEMA.
 
-Every config of ``configs/classification`` is checked for its single
-EMA-type hook and Table A1's momentum, and builds its Runner on the embedded
-digits (tiny architecture of the same family, see
-:mod:`sema_mm.selfsup.digits`). The SEMA variant of each model family
-(ResNet, DeiT/ViT, Swin, ConvNeXt) trains 2 epochs through ``tools/train.py``
-in a subprocess: it switches at the end of each epoch (the model then holds
-the EMA, checked by ``tests.rank_probe``) and validates top-1. The CIFAR-100
-ResNet-18 SEMA config trains through mmpretrain's own ``tools/train.py``.
+Every config of ``configs/classification`` is checked for its single EMA-type
+hook and Table A1's momentum, and builds its Runner as written (full-size
+model) and on the embedded digits (tiny architecture of the same family, see
+:mod:`sema_mm.selfsup.digits`). The SEMA variant of each model family (ResNet,
+DeiT/ViT, Swin, ConvNeXt) trains 2 epochs through ``tools/train.py`` in a
+subprocess: it switches at the end of each epoch (the model then holds the EMA,
+checked by ``tests.rank_probe``) and validates top-1. The CIFAR-100 ResNet-18
+SEMA config trains through mmpretrain's own ``tools/train.py``.
 """
 import glob
 import os.path as osp
@@ -103,19 +103,28 @@ def test_cifar100_recipe():
     assert cfg.param_scheduler.gamma == 0.2
 
 
+@pytest.mark.parametrize('size', ['full', 'digits'])
 @pytest.mark.parametrize(
     'config', [osp.relpath(p, REPO) for p in all_configs()],
     ids=lambda p: osp.relpath(p, 'configs/classification'))
-def test_config_builds_runner_on_digits(config, digits, tmp_path):
-    """The Runner builds on the digits (no pretrained weights) with exactly
-    the intended EMA-type hook: mmpretrain's EMAHook for ``_ema``."""
+def test_config_builds_runner(config, size, digits, tmp_path):
+    """The Runner builds, as written (ImageNet / CIFAR-100 model; no data is
+    read before training) and on the digits (tiny model, no pretrained
+    weights), with exactly the intended EMA-type hook: mmpretrain's EMAHook
+    for ``_ema``."""
     from mmpretrain.engine.hooks import EMAHook
 
     from sema_mm.hooks import SwitchEMAHook
-    cfg_file = digits_config(osp.join(REPO, config), str(tmp_path), digits)
+    if size == 'full':
+        cfg_file = osp.join(REPO, config)
+        classes = 100 if '/cifar100/' in config else 1000
+    else:
+        cfg_file = digits_config(osp.join(REPO, config), str(tmp_path),
+                                 digits)
+        classes = 10
     runner = build_runner(cfg_file, str(tmp_path / 'work'))
     assert type(runner.model).__name__ == 'ImageClassifier'
-    assert runner.model.head.num_classes == 10
+    assert runner.model.head.num_classes == classes
     ema = [type(h) for h in runner.hooks if 'EMAHook' in type(h).__name__]
     variant = config[:-3].rsplit('_', 1)[1]
     assert ema == {'baseline': [], 'ema': [EMAHook],

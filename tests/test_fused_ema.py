@@ -1,4 +1,5 @@
-"""FusedEMA: the same numbers as mmengine's ExponentialMovingAverage."""
+"""FusedEMA: the same numbers as mmengine's ExponentialMovingAverage; the
+finite check it shares with SwitchEMAHook."""
 import math
 
 import pytest
@@ -8,6 +9,7 @@ from torch import nn
 
 from sema_mm.models import FusedEMA
 from sema_mm.models.fused_ema import select_averaged_names
+from sema_mm.models.tensor_pairs import all_finite
 
 
 def make_model(seed=0):
@@ -87,3 +89,20 @@ def test_steps_round_trip_through_state_dict():
     assert other.num_steps == 3
 
 
+
+
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float16])
+def test_all_finite(dtype):
+    """NaN and infinities anywhere are found; large finite values whose
+    squares overflow (the fast 2-norm path) are still finite."""
+    tensors = [torch.zeros(3, dtype=dtype), torch.ones(2, 4, dtype=dtype)]
+    assert all_finite(tensors)
+    assert all_finite([])
+    big = 1e30 if dtype == torch.float32 else 6e4
+    tensors[1].fill_(big)
+    assert not torch.stack(torch._foreach_norm(tensors, 2)).isfinite().all()
+    assert all_finite(tensors)
+    for bad in (float('nan'), float('inf'), -float('inf')):
+        tensors[1][1, 2] = bad
+        assert not all_finite(tensors)
+        tensors[1][1, 2] = 0.

@@ -34,13 +34,14 @@ except Exception as e:  # ImportError, or its mmcv version assertion
 import torch  # noqa: E402
 from mmengine.config import Config  # noqa: E402
 
-from sema_mm.hooks.teachers import find_momentum_teachers  # noqa: E402
 from tests.test_selfsup import (  # noqa: E402
     PROBE_IMPORTS,
     SWITCH_LINE,
     build_runner,
+    check_built_hooks,
     check_teacher_probe,
     digits_config,
+    ema_hook_type,
     load,
     run_train,
     top1,
@@ -137,30 +138,18 @@ def test_pretrain_hooks_and_momenta(folder):
         assert not isinstance(collate, dict) or '_scope_' not in collate
 
 
+@pytest.mark.parametrize('size', ['full', 'digits'])
 @pytest.mark.parametrize(
     'config', [osp.relpath(p, REPO) for p in all_configs()],
     ids=lambda p: osp.relpath(p, 'configs/selfsup_mmselfsup'))
-def test_config_builds_runner_on_digits(config, digits, tmp_path):
-    from mmengine.hooks import EMAHook
-
-    from sema_mm.hooks import SwitchEMAHook
-    from sema_mm.selfsup import CopyTeacherHook
-    cfg_file = digits_config(osp.join(REPO, config), str(tmp_path), digits)
+def test_config_builds_runner(config, size, digits, tmp_path):
+    """As written (full-size model) and on the digits."""
+    cfg_file = osp.join(REPO, config) if size == 'full' else digits_config(
+        osp.join(REPO, config), str(tmp_path), digits)
     runner = build_runner(cfg_file, str(tmp_path / 'work'))
-    names = [type(h) for h in runner.hooks]
-    stem = osp.basename(config)[:-3]
     if '/benchmarks/' in config:
         assert runner.cfg.default_scope == 'mmcls'
-        init_cfg = runner.cfg.model.backbone.init_cfg
-        assert init_cfg.type == 'Pretrained'
-        assert init_cfg.prefix == 'backbone.'
-    elif stem.endswith('_sema'):
-        assert SwitchEMAHook in names
-    elif stem.endswith('_basic'):
-        assert CopyTeacherHook in names
-    elif stem.endswith('_ema') and not find_momentum_teachers(runner.model):
-        assert EMAHook in names
-    assert len([h for h in runner.hooks if isinstance(h, EMAHook)]) <= 1
+    check_built_hooks(runner, config, ema_hook_type('mmselfsup'))
 
 
 @pytest.mark.parametrize('folder', sorted(METHODS))

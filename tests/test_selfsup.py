@@ -1,15 +1,15 @@
 """Self-supervised pre-training and evaluation configs (mmpretrain scope).
 
 Every config of ``configs/selfsup`` is checked for its hooks and momenta and
-builds a Runner on the embedded digits (tiny architecture of the same
-family, see :mod:`sema_mm.selfsup.digits`). The SEMA variant of every method
-pre-trains 2 epochs through ``tools/train.py`` in a subprocess and switches;
-SimCLR (contrastive) and MAE (masked image modelling) are then evaluated by
-a linear probe on the saved backbone. For the self-teaching methods
-:class:`TeacherProbeHook` replays, after every iteration, the model's own
-teacher update (and MoCo's queue) and compares bit for bit, with and without
-``SwitchEMAHook``, and checks that the online encoder equals the teacher
-right after each switch.
+builds a Runner as written (full-size model) and on the embedded digits (tiny
+architecture of the same family, see :mod:`sema_mm.selfsup.digits`). The SEMA
+variant of every method pre-trains 2 epochs through ``tools/train.py`` in a
+subprocess and switches; SimCLR (contrastive) and MAE (masked image modelling)
+are then evaluated by a linear probe on the saved backbone. For the self-
+teaching methods :class:`TeacherProbeHook` replays, after every iteration, the
+model's own teacher update (and MoCo's queue) and compares bit for bit, with
+and without ``SwitchEMAHook``, and checks that the online encoder equals the
+teacher right after each switch.
 
 This module is also imported by the training subprocesses (through
 ``custom_imports``) for :class:`TeacherProbeHook`, and by
@@ -347,18 +347,37 @@ def test_pretrain_hooks_and_momenta(folder):
         assert '_scope_' not in cfg.train_dataloader.collate_fn
 
 
+@pytest.mark.parametrize('size', ['full', 'digits'])
 @pytest.mark.parametrize(
     'config',
     [osp.relpath(p, REPO) for p in all_configs()],
     ids=lambda p: osp.relpath(p, 'configs/selfsup'))
-def test_config_builds_runner_on_digits(config, digits, tmp_path):
-    """Each config, on the digits with a tiny architecture, builds its
-    Runner with the intended hooks; evaluation configs point their backbone
-    at a pre-training checkpoint (``init_cfg``, prefix ``backbone.``)."""
+def test_config_builds_runner(config, size, digits, tmp_path):
+    """Each config builds its Runner as written (full-size model; no data
+    is read before training) and on the digits with a tiny architecture,
+    with the intended hooks; evaluation configs point their backbone at a
+    pre-training checkpoint (``init_cfg``, prefix ``backbone.``)."""
+    cfg_file = osp.join(REPO, config) if size == 'full' else digits_config(
+        osp.join(REPO, config), str(tmp_path), digits)
+    runner = build_runner(cfg_file, str(tmp_path / 'work'))
+    check_built_hooks(runner, config, ema_hook_type('mmpretrain'))
+
+
+def ema_hook_type(scope: str) -> type:
+    """The EMAHook class an ``_ema`` config of ``scope`` registers."""
+    if scope == 'mmpretrain':
+        from mmpretrain.engine.hooks import EMAHook
+    else:
+        from mmengine.hooks import EMAHook
+    return EMAHook
+
+
+def check_built_hooks(runner, config: str, ema_hook: type) -> None:
+    """The hooks a built pre-training config holds for its variant (at most
+    one EMA-type hook), and the ``init_cfg`` (prefix ``backbone.``) of an
+    evaluation config's classifier."""
     from sema_mm.hooks import SwitchEMAHook
     from sema_mm.selfsup import CopyTeacherHook
-    cfg_file = digits_config(osp.join(REPO, config), str(tmp_path), digits)
-    runner = build_runner(cfg_file, str(tmp_path / 'work'))
     names = [type(h) for h in runner.hooks]
     stem = osp.basename(config)[:-3]
     if '/benchmarks/' in config:
@@ -371,12 +390,35 @@ def test_config_builds_runner_on_digits(config, digits, tmp_path):
     elif stem.endswith('_basic'):
         assert CopyTeacherHook in names
     elif stem.endswith('_ema') and not find_momentum_teachers(runner.model):
-        from mmpretrain.engine.hooks import EMAHook
-        assert EMAHook in names
-    ema_hooks = [
-        h for h in runner.hooks if 'EMAHook' in type(h).__name__
-    ]
-    assert len(ema_hooks) <= 1
+        assert ema_hook in names
+    assert len([h for h in runner.hooks
+                if 'EMAHook' in type(h).__name__]) <= 1
+
+
+@pytest.mark.parametrize('folder', ['simclr', 'mocov2', 'byol', 'mocov3'])
+def test_colour_jitter_pipeline_on_colour_images(folder):
+    """The upstream multi-view pipeline, hue jitter included, turns random
+    colour images into two 224x224 views (mmcv 2.x's ``adjust_hue``
+    overflows on a negative hue shift under numpy 2, hence numpy < 2)."""
+    import numpy as np
+    from mmengine.config import Config
+    from mmengine.dataset import Compose
+    from mmengine.registry import init_default_scope
+    stem, kind, _ = METHODS[folder]
+    cfg = Config.fromfile(
+        config_path('selfsup', folder, f'{stem}_{variants(kind)[-1]}.py'))
+    pipeline = cfg.train_dataloader.dataset.pipeline
+    assert pipeline[0].type == 'LoadImageFromFile'
+    assert 'hue=0.1' in cfg.pretty_text.replace(' ', '') or \
+        'hue=0.2' in cfg.pretty_text.replace(' ', '')
+    init_default_scope('mmpretrain')
+    transform = Compose(pipeline[1:])
+    np.random.seed(0)
+    for _ in range(6):
+        img = np.random.randint(0, 256, (96, 128, 3), dtype=np.uint8)
+        out = transform(dict(img=img, img_shape=(96, 128),
+                             ori_shape=(96, 128)))
+        assert [tuple(v.shape) for v in out['inputs']] == [(3, 224, 224)] * 2
 
 
 def _probe_extra(hooks: list) -> dict:

@@ -15,8 +15,7 @@ need, leaving hooks, optimizer, schedule shape and model type as they are:
   padding=2)`` and tests on the plain image; pre-training keeps the
   upstream pipeline (SimCLR / MoCo / BYOL multi-view augmentation, SimMIM
   masks, MAE crops) with every output size set to 32, SimMIM's mask
-  generator set to 8-pixel mask patches over 4-pixel model patches, and no
-  hue jitter (the digits are gray);
+  generator set to 8-pixel mask patches over 4-pixel model patches;
 * **tiny architectures of the same family**: ResNet (any depth) with 16
   stem / base channels, ViT-style backbones (DeiT, MoCo v3, MAE) with 2
   layers of 64 dims and 8-pixel patches, Swin with 16 dims, window 2 and
@@ -199,10 +198,6 @@ def _resize_pipeline(pipeline: List[dict]) -> List[dict]:
                 t['scale'] = IMG_SIZE
         elif kind in ('Resize', 'CenterCrop', 'RandomCrop', 'ResizeEdge'):
             raise ValueError(f'unexpected {kind} in a pre-training pipeline')
-        elif kind == 'ColorJitter' and t.get('hue'):
-            # The digits are gray: hue means nothing, and mmcv's adjust_hue
-            # overflows on a negative shift under numpy 2.
-            t['hue'] = 0.
         elif kind == 'SimMIMMaskGenerator':
             t.update(input_size=IMG_SIZE, mask_patch_size=SIMMIM_MASK_PATCH,
                      model_patch_size=SWIN_PATCH)
