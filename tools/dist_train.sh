@@ -2,22 +2,7 @@
 # Train with GPUS processes per node (GPUs, or CPU processes with gloo where
 # there is no GPU), started by torchrun:
 #   tools/dist_train.sh CONFIG GPUS [train.py args...]
-# Environment: NNODES (1), NODE_RANK (0), PORT (29500), MASTER_ADDR (127.0.0.1).
+# Environment: see tools/dist_run.sh.
 
-CONFIG=$1
-GPUS=$2
-NNODES=${NNODES:-1}
-NODE_RANK=${NODE_RANK:-0}
-PORT=${PORT:-29500}
-MASTER_ADDR=${MASTER_ADDR:-"127.0.0.1"}
-
-PYTHONPATH="$(dirname "$0")/..":$PYTHONPATH \
-python -m torch.distributed.run \
-    --nnodes="$NNODES" \
-    --node_rank="$NODE_RANK" \
-    --master_addr="$MASTER_ADDR" \
-    --nproc_per_node="$GPUS" \
-    --master_port="$PORT" \
-    "$(dirname "$0")/train.py" \
-    "$CONFIG" \
+exec bash "$(dirname "$0")/dist_run.sh" train.py "$2" "$1" \
     --launcher pytorch "${@:3}"
