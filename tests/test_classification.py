@@ -48,15 +48,6 @@ def all_configs():
     return sorted(glob.glob(osp.join(CONFIGS, '**', '*.py'), recursive=True))
 
 
-@pytest.fixture(scope='module')
-def digits(tmp_path_factory) -> str:
-    """64 training images (4 iterations of 16 per epoch), 539 val."""
-    from sema_mm.datasets.digits import make_digits
-    root = str(tmp_path_factory.mktemp('cls_digits') / 'digits')
-    make_digits(root, train_size=64)
-    return root
-
-
 def test_every_family_has_three_variants():
     found = {osp.relpath(p, CONFIGS) for p in all_configs()}
     expected = {

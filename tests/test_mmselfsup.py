@@ -91,14 +91,6 @@ def all_configs():
 
 
 @pytest.fixture(scope='module')
-def digits(tmp_path_factory) -> str:
-    from sema_mm.datasets.digits import make_digits
-    root = str(tmp_path_factory.mktemp('mmselfsup_digits') / 'digits')
-    make_digits(root, train_size=64)
-    return root
-
-
-@pytest.fixture(scope='module')
 def pretrained():
     return {}
 

@@ -297,15 +297,6 @@ def all_configs(top: str = 'selfsup') -> List[str]:
                   recursive=True))
 
 
-@pytest.fixture(scope='module')
-def digits(tmp_path_factory) -> str:
-    """64 training images (4 iterations of 16 per epoch), 539 val."""
-    from sema_mm.datasets.digits import make_digits
-    root = str(tmp_path_factory.mktemp('ssl_digits') / 'digits')
-    make_digits(root, train_size=64)
-    return root
-
-
 # --------------------------------------------------------------- tests
 def test_every_method_has_its_variants():
     found = {osp.relpath(p, config_path('selfsup')) for p in all_configs()}

@@ -29,7 +29,6 @@ import contextlib
 import glob
 import hashlib
 import io
-import json
 import logging
 import math
 import os
@@ -48,6 +47,7 @@ from mmengine.config import Config
 from mmengine.hooks import Hook
 from mmengine.logging import MMLogger, print_log
 
+from ..utils.records import read_json, write_json, write_text
 from .results import (
     VariantSummary,
     loss_curve,
@@ -181,23 +181,13 @@ def write_config(cfg: Config, path: str) -> str:
     """Dump ``cfg`` to ``path``; return the digest of the text."""
     os.makedirs(osp.dirname(path), exist_ok=True)
     text = cfg.pretty_text
-    tmp = path + '.tmp'
-    with open(tmp, 'w') as f:
-        f.write(text)
-    os.replace(tmp, path)
+    write_text(path, text)
     return config_digest(text)
 
 
 def read_finished(work_dir: str, name: str = FINISHED) -> Optional[dict]:
     """The ``finished.json`` (or ``name``) record of a run, or None."""
-    path = osp.join(work_dir, name)
-    if not osp.isfile(path):
-        return None
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return None
+    return read_json(osp.join(work_dir, name))
 
 
 def run_state(work_dir: str, digest: str) -> str:
@@ -400,8 +390,7 @@ def execute(run: Run, settings: Settings, index: int = 1,
             'checkpoint if it has one')
     path = config_file(run)
     write_config(cfg, path)
-    with open(osp.join(run.work_dir, STARTED), 'w') as f:
-        json.dump(dict(digest=digest), f)
+    write_json(osp.join(run.work_dir, STARTED), dict(digest=digest))
     log(f'{prefix}training in {run.work_dir}')
     start = time.perf_counter()
     if settings.subprocess or settings.gpus > 1:
@@ -413,8 +402,7 @@ def execute(run: Run, settings: Settings, index: int = 1,
         digest=digest, wall_s=wall_s, config=run.config_path,
         variant=run.variant.spec or run.variant.kind, seed=run.seed,
         finished=time.strftime('%Y-%m-%d %H:%M:%S'))
-    with open(osp.join(run.work_dir, FINISHED), 'w') as f:
-        json.dump(record, f, indent=1)
+    write_json(osp.join(run.work_dir, FINISHED), record)
     log(f'{prefix}done in {wall_s:.0f} s')
     return dict(state=state, trained=True, record=record)
 
@@ -539,8 +527,7 @@ def write_report(results: Sequence[ConfigResult], work_root: str,
             for s in r.summaries
         ]) for r in results
     ]
-    with open(osp.join(work_root, 'results.json'), 'w') as f:
-        json.dump(data, f, indent=1)
+    write_json(osp.join(work_root, 'results.json'), data)
     return text
 
 

@@ -29,7 +29,6 @@ and every file is in place, nothing is written. Run it as::
         --train-size 300 --label-noise 0.2
 """
 import argparse
-import json
 import os
 import os.path as osp
 import shutil
@@ -38,6 +37,8 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 from mmengine.logging import print_log
+
+from ..utils.records import read_json, write_json
 
 DEFAULT_ROOT = 'data/digits'
 CLASSES = tuple(str(i) for i in range(10))
@@ -141,17 +142,6 @@ def _count_pngs(root: str) -> Dict[str, int]:
     return counts
 
 
-def _read_meta(root: str) -> Optional[dict]:
-    path = osp.join(root, META_FILE)
-    if not osp.isfile(path):
-        return None
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return None
-
-
 def _result(root: str, meta: dict, written: bool) -> dict:
     """What :func:`make_digits` returns, from a ``meta.json`` record."""
     return dict(
@@ -209,7 +199,7 @@ def make_digits(root: str = DEFAULT_ROOT,
         train_size=train_size,
         label_noise=label_noise,
         seed=seed)
-    meta = _read_meta(root)
+    meta = read_json(osp.join(root, META_FILE))
     if meta is not None and meta.get('params') == params:
         counts = _count_pngs(root)
         if (counts['train'] == meta['num_train']
@@ -269,10 +259,7 @@ def make_digits(root: str = DEFAULT_ROOT,
         train_per_class=per_class['train'],
         val_per_class=per_class['val'],
         noisy=noisy)
-    tmp_meta = osp.join(root, META_FILE + '.tmp')
-    with open(tmp_meta, 'w') as f:
-        json.dump(meta, f, indent=1)
-    os.replace(tmp_meta, osp.join(root, META_FILE))
+    write_json(osp.join(root, META_FILE), meta)
     return _result(root, meta, written=True)
 
 

@@ -1,4 +1,5 @@
-"""Helpers of sema_mm's ``tools/train.py`` and ``tools/test.py``."""
+"""Helpers of sema_mm's ``tools/train.py`` and ``tools/test.py`` (and, in
+:mod:`.records`, of the comparison runner and the datasets)."""
 from .codebase import (
     CODEBASES,
     Codebase,
