@@ -105,4 +105,6 @@ def test_all_finite(dtype):
     for bad in (float('nan'), float('inf'), -float('inf')):
         tensors[1][1, 2] = bad
         assert not all_finite(tensors)
+        assert not all_finite(tensors + [torch.ones(2, dtype=torch.bfloat16)])
         tensors[1][1, 2] = 0.
+    assert all_finite(tensors + [torch.ones(2, dtype=torch.bfloat16)])
