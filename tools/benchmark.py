@@ -25,7 +25,10 @@ them alike. An iteration is timed from fetching its batch to the end of its
 switches) for the last one of an epoch. After one warm-up epoch,
 ``--train-epochs`` epochs are timed. Each of ``--train-repeat`` rounds builds
 new runners; printed are the median iterations per second and each case's
-ratio to no EMA (median over rounds, with the range).
+ratio to no EMA (median over rounds, with the range). ``--profile-hooks``
+also prints, per case, the milliseconds per iteration and the mean
+milliseconds of each call of the EMA-type hook's ``after_train_iter`` (the
+update) and ``after_train_epoch`` (SEMA's switch) in the timed epochs.
 
 Usage::
 
@@ -33,6 +36,7 @@ Usage::
                               [--device cpu] [--repeat 20]
     python tools/benchmark.py --train [--train-repeat 3]
                               [--train-epochs 5] [--threads 1]
+                              [--profile-hooks]
 """
 import argparse
 import os.path as osp
@@ -211,21 +215,49 @@ def build_train_runner(hook: Optional[dict], epochs: int, data_root: str,
     return runner
 
 
+def time_ema_hook(runner, calls: Dict[str, List[float]]) -> None:
+    """Append the seconds of each timed-epoch call of the runner's EMA-type
+    hook's ``after_train_iter`` (the update) and ``after_train_epoch`` (SEMA's
+    switch) to ``calls[method name]``."""
+    for hook in runner.hooks:
+        if 'EMAHook' not in type(hook).__name__:
+            continue
+        for name in ('after_train_iter', 'after_train_epoch'):
+
+            def call(run, *args, _method=getattr(hook, name), _name=name,
+                     **kwargs):
+                start = time.perf_counter()
+                _method(run, *args, **kwargs)
+                if run.epoch >= 1:  # the first epoch is warm-up
+                    calls[_name].append(time.perf_counter() - start)
+
+            setattr(hook, name, call)
+
+
 def bench_training(repeat: int, epochs: int,
-                   cases: Optional[Sequence[str]] = None) -> List[str]:
+                   cases: Optional[Sequence[str]] = None,
+                   profile: bool = False) -> Tuple[List[str], List[str]]:
     """Markdown rows: training iterations per second of the demo config per
-    case, the cases advanced one iteration each in turn."""
+    case, the cases advanced one iteration each in turn; with ``profile``,
+    also rows of the milliseconds the EMA-type hook's methods take."""
     from sema_mm.datasets.digits import make_digits
 
     data = make_digits(osp.join(REPO, 'data', 'digits'))
     cases = list(cases or TRAIN_CASES)
     rates: Dict[str, List[float]] = {c: [] for c in cases}
+    calls: Dict[str, Dict[str, List[float]]] = {
+        c: {'after_train_iter': [], 'after_train_epoch': []}
+        for c in cases
+    }
     for r in range(repeat):
         runners = {
             c: build_train_runner(TRAIN_CASES[c], epochs + 1,
                                   data['root'], seed=r)
             for c in cases
         }
+        if profile:
+            for c in cases:
+                time_ema_hook(runners[c], calls[c])
         gens = {c: steps(runners[c], epochs + 1) for c in cases}
         total = {c: 0.0 for c in cases}
         count = {c: 0 for c in cases}
@@ -256,7 +288,17 @@ def bench_training(repeat: int, epochs: int,
             f'{min(rates[case]):.2f} - {max(rates[case]):.2f} | '
             f'{statistics.median(ratios):.3f}x | '
             f'{min(ratios):.3f} - {max(ratios):.3f} |')
-    return rows
+    profile_rows = []
+    for case in cases if profile else []:
+        per_call = {
+            k: f'{statistics.mean(v) * 1e3:.3f}' if v else '-'
+            for k, v in calls[case].items()
+        }
+        profile_rows.append(
+            f'| {case} | {1e3 / statistics.median(rates[case]):.2f} | '
+            f"{per_call['after_train_iter']} | "
+            f"{per_call['after_train_epoch']} |")
+    return rows, profile_rows
 
 
 def main() -> None:
@@ -274,6 +316,9 @@ def main() -> None:
     parser.add_argument('--train-epochs', type=int, default=5,
                         help='timed epochs per round of --train (after one '
                         'warm-up epoch)')
+    parser.add_argument('--profile-hooks', action='store_true',
+                        help='with --train: also time the EMA-type hook\'s '
+                        'after_train_iter and after_train_epoch calls')
     parser.add_argument('--threads', type=int, default=None,
                         help='torch CPU threads (default: torch\'s)')
     args = parser.parse_args()
@@ -286,12 +331,21 @@ def main() -> None:
               f'{torch.get_num_threads()}, {args.train_repeat} rounds x '
               f'{args.train_epochs} timed epochs of 40 iterations per case, '
               'the cases one iteration each in turn')
-        rows = bench_training(args.train_repeat, args.train_epochs)
+        rows, profile_rows = bench_training(args.train_repeat,
+                                            args.train_epochs,
+                                            profile=args.profile_hooks)
         print('| case | it/s (median) | it/s (range) | vs no EMA (median) '
               '| vs no EMA (range) |')
         print('|---|---|---|---|---|')
         for row in rows:
             print(row)
+        if profile_rows:
+            print('\n| case | ms / iteration (median) | EMA hook '
+                  'after_train_iter, ms / call (mean) | after_train_epoch '
+                  '(switch), ms / call (mean) |')
+            print('|---|---|---|---|')
+            for row in profile_rows:
+                print(row)
         return
     device = torch.device(args.device)
     print(f'device: {device}, torch {torch.__version__}, '

@@ -1,0 +1,52 @@
+"""tools/benchmark.py prints its tables from real measurements.
+
+No timing is asserted (speed goals live in the benchmark, not in tests):
+the rows name the right models and cases, hold positive times whose ratios
+agree with them, and the hook profile times the update and the switch of
+the EMA-type hooks only.
+"""
+import importlib.util
+import os.path as osp
+
+import pytest
+import torch
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+
+
+@pytest.fixture(scope='module')
+def bench():
+    spec = importlib.util.spec_from_file_location(
+        'sema_benchmark', osp.join(REPO, 'tools', 'benchmark.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def cells(row: str):
+    return [c.strip() for c in row.strip().strip('|').split('|')]
+
+
+def test_update_and_switch_rows(bench):
+    update, switch = map(
+        cells, bench.bench_model('resnet50', torch.device('cpu'), 0, 1))
+    assert update[:4] == ['resnet50', '23.5M', '159', 'update']
+    fused, mmengine, floor = (float(x) for x in update[4:7])
+    assert min(fused, mmengine, floor) > 0
+    assert float(update[7].rstrip('x')) == pytest.approx(
+        fused / floor, abs=0.01)
+    assert float(update[9].rstrip('x')) == pytest.approx(
+        mmengine / floor, abs=0.01)
+    assert switch[3] == 'switch'
+
+
+def test_training_rows_and_hook_profile(bench):
+    rows, profile = bench.bench_training(1, 1, profile=True)
+    assert [cells(r)[0] for r in rows] == list(bench.TRAIN_CASES)
+    assert cells(rows[0])[3] == '1.000x'
+    by_case = {cells(r)[0]: cells(r)[1:] for r in profile}
+    assert by_case['no EMA'][1:] == ['-', '-']
+    for case in ('mmengine EMAHook', 'SwitchEMAHook'):
+        per_iter, update, epoch_end = map(float, by_case[case])
+        assert 0 < update < per_iter
+        assert epoch_end > 0
