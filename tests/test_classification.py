@@ -13,12 +13,12 @@ import glob
 import os.path as osp
 
 import pytest
-import torch
 from mmengine.config import Config
 
 from tests.test_selfsup import (
     SWITCH_LINE,
     build_runner,
+    check_switched,
     digits_config,
     load,
     run_train,
@@ -120,19 +120,6 @@ def test_config_builds_runner(config, size, digits, tmp_path):
     variant = config[:-3].rsplit('_', 1)[1]
     assert ema == {'baseline': [], 'ema': [EMAHook],
                    'sema': [SwitchEMAHook]}[variant]
-
-
-def check_switched(work_dir: str) -> None:
-    """After each epoch's switch the model's parameters are the EMA's."""
-    for epoch in (1, 2):
-        state = load(osp.join(work_dir, f'rank0_epoch{epoch}.pth'))
-        assert state['num_switches'] == epoch
-        params = [k for k, v in state['model'].items()
-                  if v.is_floating_point() and 'running_' not in k]
-        assert params
-        for name in params:
-            assert torch.equal(state['model'][name],
-                               state['ema']['module.' + name]), name
 
 
 @pytest.mark.parametrize('folder, stem', [

@@ -454,15 +454,22 @@ def test_sema_pretrains_and_switches(folder, digits, pretrained,
     if teacher:
         check_teacher_probe(work_dir, num_switches=True)
     else:
-        for epoch in (1, 2):
-            state = load(osp.join(work_dir, f'rank0_epoch{epoch}.pth'))
-            assert state['num_switches'] == epoch
-            params = [k for k, v in state['model'].items()
-                      if v.is_floating_point() and 'running_' not in k]
-            assert params
-            for name in params:  # buffers are the model's own, not switched
-                assert torch.equal(state['model'][name],
-                                   state['ema']['module.' + name]), name
+        check_switched(work_dir)
+
+
+def check_switched(work_dir: str) -> None:
+    """After each of 2 epochs' switches the model's floating-point
+    parameters equal the EMA's (``tests.rank_probe`` snapshots; buffers are
+    the model's own, not switched)."""
+    for epoch in (1, 2):
+        state = load(osp.join(work_dir, f'rank0_epoch{epoch}.pth'))
+        assert state['num_switches'] == epoch
+        params = [k for k, v in state['model'].items()
+                  if v.is_floating_point() and 'running_' not in k]
+        assert params
+        for name in params:
+            assert torch.equal(state['model'][name],
+                               state['ema']['module.' + name]), name
 
 
 def check_teacher_probe(work_dir: str, num_switches: bool,
