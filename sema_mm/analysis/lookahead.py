@@ -78,11 +78,6 @@ class PlainLookahead(Optimizer):
             slow.add_(fast - slow, alpha=group['lookahead_alpha'])
             fast.copy_(slow)
 
-    def sync_lookahead(self) -> None:
-        """Sync every group now."""
-        for group in self.param_groups:
-            self.update_slow(group)
-
     @torch.no_grad()
     def step(self, closure=None):
         """One inner step; a sync every ``lookahead_k`` of them."""
