@@ -1,20 +1,23 @@
 """Switch EMA (SEMA) for OpenMMLab 2.x.
 
 Importing sema_mm registers :class:`~sema_mm.hooks.SwitchEMAHook` in
-mmengine's root ``HOOKS`` registry and :class:`~sema_mm.models.FusedEMA` in
+mmengine's root ``HOOKS`` registry and :class:`~sema_mm.ema.FusedEMA` in
 its root ``MODELS`` registry, so ``custom_imports=dict(imports=['sema_mm'])``
 makes ``dict(type='SwitchEMAHook')`` work under the mmdet, mmpretrain,
-mmselfsup and mmcls scopes. It also lets mmengine load its own checkpoints
-with ``torch.load(weights_only=True)`` (see :mod:`sema_mm.checkpoint_safety`)
-and write them atomically (see :mod:`sema_mm.utils.checkpoint_files`).
+mmselfsup and mmcls scopes. It also makes mmengine load checkpoints without
+ever running code from them and write them atomically
+(:func:`sema_mm.compat.apply`).
+
+Packages: ``hooks`` (the hook's lifecycle), ``ema`` (the EMA and its
+strategies), ``switching`` (schedule, pull-back, normalisation statistics),
+``compat`` (torch capabilities, changes to mmengine), ``cli`` (the tools'
+helpers), ``analysis``, ``datasets``, ``selfsup``.
 """
-from .checkpoint_safety import allow_mmengine_checkpoints
+from . import compat
+from .ema import FusedEMA
 from .hooks import SwitchEMAHook
-from .models import FusedEMA
-from .utils.checkpoint_files import use_atomic_local_writes
 from .version import __version__
 
-allow_mmengine_checkpoints()
-use_atomic_local_writes()
+compat.apply()
 
 __all__ = ['SwitchEMAHook', 'FusedEMA', '__version__']

@@ -52,7 +52,7 @@ def test_average_policy_switches_averaged_bn_statistics(tmp_path):
         custom_hooks=[dict(type='SwitchEMAHook', momentum=0.2,
                            buffers='average')])
     runner.train()
-    assert f'{BN}.running_mean' in sema_hook(runner)._pairs.names
+    assert f'{BN}.running_mean' in sema_hook(runner).averager.pairs.names
     for b, a, ema in zip(before.bn_after_switch, after.bn_after_switch,
                          before.ema_bn):
         for k in b:
@@ -100,9 +100,9 @@ def test_separate_ema_leaves_teacher_and_queue_alone(tmp_path):
                            buffers='average', teacher=None)])
     runner.train()
     hook = sema_hook(runner)
-    assert hook.excluded == ('encoder_k', )
+    assert hook.averager.excluded == ('encoder_k', )
     assert not any(n.startswith('encoder_k') or n.startswith('queue')
-                   for n in hook._pairs.names)
+                   for n in hook.averager.pairs.names)
     for b, a in zip(before.after_epoch, after.after_epoch):
         for k in b:
             if k.startswith('encoder_k'):
@@ -179,7 +179,7 @@ def test_model_teacher_is_the_ema(tmp_path):
         custom_hooks=[dict(type='SwitchEMAHook', momentum=0.2)])
     runner.train()
     hook = sema_hook(runner)
-    assert hook.teacher_name == 'encoder_k'
+    assert hook.averager.teacher_name == 'encoder_k'
     assert hook.ema_model is runner.model.encoder_k  # no separate copy
     assert hook.num_switches == 4
     for b, a in zip(before.states, after.states):

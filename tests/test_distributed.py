@@ -15,10 +15,8 @@ from pathlib import Path
 import pytest
 from mmengine.config import Config
 
-from sema_mm.utils.checkpoint_files import (
-    AtomicLocalBackend,
-    resolve_auto_resume,
-)
+from sema_mm.cli.resume import resolve_auto_resume
+from sema_mm.compat.atomic_checkpoints import AtomicLocalBackend
 from tests.test_tools import (
     TOOLS,
     assert_same_tensors,

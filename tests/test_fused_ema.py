@@ -7,9 +7,9 @@ import torch
 from mmengine.model import ExponentialMovingAverage
 from torch import nn
 
-from sema_mm.models import FusedEMA
-from sema_mm.models.fused_ema import select_averaged_names
-from sema_mm.models.tensor_pairs import all_finite
+from sema_mm.ema import FusedEMA
+from sema_mm.ema.fused_ema import select_averaged_names
+from sema_mm.ema.tensor_pairs import all_finite
 
 
 def make_model(seed=0):

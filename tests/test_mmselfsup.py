@@ -51,7 +51,7 @@ REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 # the configs' own imports (custom_imports is replaced whole) and the probes
 IMPORTS = dict(
     PROBE_IMPORTS,
-    imports=PROBE_IMPORTS['imports'] + ['sema_mm.selfsup.mmselfsup_compat'])
+    imports=PROBE_IMPORTS['imports'] + ['sema_mm.compat.mmselfsup'])
 CONFIGS = osp.join(REPO, 'configs', 'selfsup_mmselfsup')
 METHODS = {
     'simclr': ('simclr_resnet50_16xb256-coslr-200e_in1k', 'cl', None),

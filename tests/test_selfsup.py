@@ -2,9 +2,9 @@
 
 Every config of ``configs/selfsup`` is checked for its hooks and momenta and
 builds a Runner as written (full-size model) and on the embedded digits (tiny
-architecture of the same family, see :mod:`sema_mm.selfsup.digits`). The SEMA
-variant of every method pre-trains 2 epochs through ``tools/train.py`` in a
-subprocess and switches; SimCLR (contrastive) and MAE (masked image modelling)
+architecture of the same family, see
+:mod:`sema_mm.selfsup.digits_runs`). The SEMA variant of every method
+pre-trains 2 epochs through ``tools/train.py`` in a subprocess and switches; SimCLR (contrastive) and MAE (masked image modelling)
 are then evaluated by a linear probe on the saved backbone. For the self-
 teaching methods :class:`TeacherProbeHook` replays, after every iteration, the
 model's own teacher update (and MoCo's queue) and compares bit for bit, with
@@ -32,7 +32,7 @@ from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS
 
-from sema_mm.hooks.teachers import find_momentum_teachers, teacher_pairs
+from sema_mm.ema.teachers import find_momentum_teachers, teacher_pairs
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 TRAIN = osp.join(REPO, 'tools', 'train.py')
@@ -244,7 +244,7 @@ def config_path(*parts: str) -> str:
 def digits_config(config: str, out_dir: str, data_root: str,
                   **extra) -> str:
     """Write the digits run of ``config`` into ``out_dir``."""
-    from sema_mm.selfsup.digits import write_digits_config
+    from sema_mm.selfsup.digits_runs import write_digits_config
     out = osp.join(out_dir, f'{uuid.uuid4().hex[:6]}_{osp.basename(config)}')
     return write_digits_config(config, out, data_root=data_root, extra=extra)
 

@@ -5,7 +5,7 @@ import logging
 
 import pytest
 
-from sema_mm.hooks.switch_guard import momentum_for, pullback_weight
+from sema_mm.switching.pullback import momentum_for, pullback_weight
 from tests.utils import LogCapture, Probe, make_runner
 
 

@@ -26,7 +26,7 @@ import pytest
 import torch
 from mmengine.config import Config
 
-from sema_mm.utils import (
+from sema_mm.cli import (
     CODEBASES,
     cpu_model_wrapper_cfg,
     get_codebase,

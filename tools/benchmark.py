@@ -51,7 +51,7 @@ from mmengine.registry import LOOPS
 from mmengine.runner import EpochBasedTrainLoop
 from torch import nn
 
-from sema_mm.models import FusedEMA
+from sema_mm.ema import FusedEMA
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DEMO_CONFIG = osp.join(REPO, 'configs', 'demo', 'resnet_digits_sema.py')

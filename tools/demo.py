@@ -43,7 +43,7 @@ from typing import Dict, List, Optional, Sequence
 
 import torch
 from mmengine.config import Config
-from mmengine.hooks import EMAHook
+from mmengine.hooks import EMAHook, Hook
 from mmengine.logging import print_log
 from mmengine.runner import Runner
 
@@ -229,16 +229,20 @@ def read_scalars(path: str) -> Dict[str, Dict[int, dict]]:
     return dict(train=log.train, val=log.val)
 
 
-def switch_epochs(messages: Sequence[str]) -> Dict[int, int]:
-    """Map each epoch to the number of the switch at its end, from the
-    ``'SwitchEMAHook: switch N at the end of epoch E'`` messages."""
-    switches = {}
-    for message in messages:
-        words = message.split()
-        if message.startswith('SwitchEMAHook: switch ') and \
-                'epoch' in words:
-            switches[int(words[-1])] = int(words[2])
-    return switches
+class SwitchRecorder(Hook):
+    """Maps each epoch to the number of the switch at its end, read from
+    SwitchEMAHook's counter after the epoch's hooks have run."""
+    priority = 'LOWEST'
+
+    def __init__(self) -> None:
+        self.switches: Dict[int, int] = {}
+
+    def after_train_epoch(self, runner) -> None:
+        hook = next((h for h in runner.hooks
+                     if isinstance(h, SwitchEMAHook)), None)
+        if hook is not None and hook.num_switches > max(
+                self.switches.values(), default=0):
+            self.switches[runner.epoch + 1] = hook.num_switches
 
 
 def describe_averaging(runner: Runner) -> dict:
@@ -324,6 +328,8 @@ def run_single(args: argparse.Namespace) -> dict:
     runner = Runner.from_cfg(cfg)
     recorder = HookMessages()
     runner.logger.addHandler(recorder)
+    switches = SwitchRecorder()
+    runner.register_hook(switches)
     start = time.perf_counter()
     try:
         runner.train()
@@ -343,7 +349,7 @@ def run_single(args: argparse.Namespace) -> dict:
         train_s=train_s,
         data=data,
         messages=recorder.messages,
-        switches=switch_epochs(recorder.messages),
+        switches=switches.switches,
         scalars=read_scalars(
             osp.join(runner.log_dir, 'vis_data', 'scalars.json')),
         checkpoint=checkpoint,

@@ -2,7 +2,7 @@
 
 After a switch, ``S`` EMA updates with momentum ``m`` (mmengine convention,
 ``m = 1 - alpha``) leave weight ``w = (1 - m) ** S`` on the weights of the
-previous switch (see ``sema_mm/hooks/switch_guard.py``). SwitchEMAHook warns
+previous switch (see ``sema_mm/switching/pullback.py``). SwitchEMAHook warns
 before training when ``w`` exceeds its ``pullback_threshold`` (0.5).
 
 Usage::
@@ -13,7 +13,7 @@ Usage::
 import argparse
 import math
 
-from sema_mm.hooks.switch_guard import momentum_for, pullback_weight
+from sema_mm.switching.pullback import momentum_for, pullback_weight
 
 # (setting, images per epoch, batch size, SEMA alpha of Table A1)
 PAPER_SETTINGS = [

@@ -8,7 +8,7 @@ Runs the config's ``test_dataloader`` and ``test_evaluator`` on the weights of
 its ``state_dict``) and prints the metrics. ``--out`` also dumps the
 predictions to a pickle file (mmdet: ``DumpDetResults``, otherwise mmengine's
 ``DumpResults``). Multi-process runs use nccl on GPUs and gloo on CPU-only
-machines (see :mod:`sema_mm.utils.launch`).
+machines (see :mod:`sema_mm.cli.launch`).
 """
 import argparse
 
@@ -16,8 +16,8 @@ from mmengine.dist import get_rank
 from mmengine.logging import print_log
 
 import sema_mm  # noqa: F401
-from sema_mm.utils import build_runner, finish_distributed, merge_test_args
-from sema_mm.utils.cli import add_launch_args, load_config, parse_launch_args
+from sema_mm.cli import build_runner, finish_distributed, merge_test_args
+from sema_mm.cli.args import add_launch_args, load_config, parse_launch_args
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -5,17 +5,17 @@
         [--launcher {none,pytorch,slurm,mpi}]
 
 The command line and behaviour follow the codebase's own ``tools/train.py``
-(chosen by the config's ``default_scope``, see :mod:`sema_mm.utils.codebase`).
+(chosen by the config's ``default_scope``, see :mod:`sema_mm.cli.codebase`).
 Multi-process runs (``tools/dist_train.sh``, ``tools/slurm_train.sh``) use
-nccl on GPUs and gloo on CPU-only machines (see :mod:`sema_mm.utils.launch`).
+nccl on GPUs and gloo on CPU-only machines (see :mod:`sema_mm.cli.launch`).
 Importing sema_mm registers ``SwitchEMAHook`` and lets checkpoints load with
 ``weights_only=True``.
 """
 import argparse
 
 import sema_mm  # noqa: F401
-from sema_mm.utils import build_runner, finish_distributed, merge_train_args
-from sema_mm.utils.cli import add_launch_args, load_config, parse_launch_args
+from sema_mm.cli import build_runner, finish_distributed, merge_train_args
+from sema_mm.cli.args import add_launch_args, load_config, parse_launch_args
 
 
 def parse_args(argv=None) -> argparse.Namespace:

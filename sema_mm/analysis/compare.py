@@ -21,7 +21,7 @@ scratch (its folder is emptied first).
 
 Runs go one after another in this process (built as ``tools/train.py``
 builds them: the codebase's dataloader defaults and set-up,
-:func:`sema_mm.utils.build_runner`), or each in a subprocess running
+:func:`sema_mm.cli.build_runner`), or each in a subprocess running
 ``tools/train.py``, or, with ``gpus > 1``, ``tools/dist_train.sh``.
 """
 import argparse
@@ -47,7 +47,7 @@ from mmengine.config import Config
 from mmengine.hooks import Hook
 from mmengine.logging import MMLogger, print_log
 
-from ..utils.records import read_json, write_json, write_text
+from ..records import read_json, write_json, write_text
 from .results import (
     VariantSummary,
     loss_curve,
@@ -250,7 +250,7 @@ def _build_quietly(cfg: Config):
     """Build the runner with its console output held back, then let its
     console handlers show warnings only (its log file keeps everything).
     The warnings and errors logged while building are shown."""
-    from sema_mm.utils import build_runner
+    from sema_mm.cli import build_runner
 
     held = io.StringIO()
     with contextlib.redirect_stdout(held):
@@ -273,7 +273,7 @@ def train_in_process(path: str, run: Run, settings: Settings,
     import torch
 
     import sema_mm  # noqa: F401
-    from sema_mm.utils import build_runner, merge_train_args
+    from sema_mm.cli import build_runner, merge_train_args
 
     cfg = Config.fromfile(path)
     args = argparse.Namespace(

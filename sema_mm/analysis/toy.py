@@ -4,7 +4,7 @@ training loop shared by ``tools/analysis/toy_decision.py`` and
 
 50 class-balanced labelled points of scikit-learn's circles or two moons (the
 rest are test points), a 2-layer MLP and SGD; EMA and SEMA use sema_mm's
-:class:`~sema_mm.models.FusedEMA` (SEMA also switches it into the model after
+:class:`~sema_mm.ema.FusedEMA` (SEMA also switches it into the model after
 every epoch).
 """
 from typing import Optional
@@ -12,7 +12,7 @@ from typing import Optional
 import torch
 from torch import nn
 
-from sema_mm.models import FusedEMA
+from sema_mm.ema import FusedEMA
 
 
 def make_data(name: str, seed: int, n: int = 1000, labelled: int = 50,

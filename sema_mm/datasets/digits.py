@@ -38,7 +38,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 from mmengine.logging import print_log
 
-from ..utils.records import read_json, write_json
+from ..records import read_json, write_json
 
 DEFAULT_ROOT = 'data/digits'
 CLASSES = tuple(str(i) for i in range(10))

@@ -9,44 +9,32 @@ keeps training from there::
     for epoch in range(max_epochs):
         for batch in loader:
             step(model, batch)                 # forward, backward, optimizer
-            ema = (1 - m) * ema + m * model  # m = 1 - alpha (mmengine)
+            ema = (1 - m) * ema + m * model    # m = 1 - alpha (mmengine)
         model = ema                  # the switch; optimizer state kept
         validate(model); save(model)
 
-:class:`SwitchEMAHook` is mmengine's :class:`~mmengine.hooks.EMAHook` with that
-switch added. Everything EMAHook does still holds: the average is a registered
-averaged model (``ema_type``), validation and test see the EMA, each
-checkpoint's ``state_dict`` holds the EMA (deployable as is) and
-``ema_state_dict`` what resuming needs. The averaging itself lives in
-:class:`~sema_mm.models.FusedEMA`; this file decides *when* to seed, update
-and switch, and *what* is switched.
+This file is the hook's lifecycle: when to seed, update, switch and save.
 """
 import logging
 import math
-from typing import Dict, Optional, Sequence, Set
+from typing import Optional, Sequence
 
-import torch
-from mmengine.dist import all_gather, get_rank, get_world_size
 from mmengine.hooks import EMAHook
 from mmengine.logging import print_log
-from mmengine.model import BaseAveragedModel, is_model_wrapper
-from mmengine.registry import HOOKS, MODELS
+from mmengine.model import is_model_wrapper
+from mmengine.registry import HOOKS
 from mmengine.runner import IterBasedTrainLoop
 
-from ..models.fused_ema import FusedEMA, select_averaged_names
-from ..models.tensor_pairs import TensorPairs, all_finite
-from .bn_recalibration import average_norm_stats, recalibrate_bn
-from .switch_guard import log_pullback
-from .teachers import find_momentum_teachers, teacher_pairs
+from ..ema.averagers import build_averager
+from ..ema.sync_state import ModelSync
+from ..ema.tensor_pairs import all_finite
+from ..errors import require
+from ..switching.norm_stats import NORM_STATS_POLICIES, SwitchContext
+from ..switching.pullback import log_pullback
+from ..switching.rank_check import check_ranks_agree
+from ..switching.schedule import SwitchSchedule
 
-BUFFER_POLICIES = ('params', 'average', 'recompute')
 NONFINITE_CHECKS = ('loss', 'weights', None)
-
-
-def _require(ok: bool, message: str) -> None:
-    """Raise ``ValueError(message)`` unless ``ok``."""
-    if not ok:
-        raise ValueError(f'SwitchEMAHook: {message}')
 
 
 @HOOKS.register_module()
@@ -60,6 +48,21 @@ class SwitchEMAHook(EMAHook):
     and is copied into the model's parameters at the end of every training
     epoch, before that epoch's validation and checkpoint. The optimizer state
     is left as it is.
+
+    The hook only decides *when* to seed, update, switch and save; *what* is
+    averaged and how lives in an :class:`~sema_mm.ema.averagers.Averager`
+    (a separate EMA, or the model's own momentum teacher), the switch
+    points in a :class:`~sema_mm.switching.SwitchSchedule`, the relation of
+    EMA and model in a :class:`~sema_mm.ema.sync_state.ModelSync`, and what
+    happens to normalisation statistics in
+    :data:`~sema_mm.switching.norm_stats.NORM_STATS_POLICIES`.
+
+    It subclasses mmengine's :class:`~mmengine.hooks.EMAHook` for identity
+    only (code that looks for an EMA hook with ``isinstance(h, EMAHook)``
+    finds it, and it refuses to run beside another): every hook method is
+    its own and nothing of EMAHook's implementation is used. Like EMAHook,
+    validation and test see the EMA (swapped in, then back), and
+    ``ema_model`` is the averaged model.
 
     Args:
         momentum (float): Weight of the new weights in each EMA update,
@@ -159,312 +162,138 @@ class SwitchEMAHook(EMAHook):
                  begin_iter: int = 0,
                  begin_epoch: int = 0,
                  **kwargs) -> None:
-        _require(
+        require(
             isinstance(momentum, (int, float)) and 0 < momentum < 1,
             f'momentum must lie in (0, 1), got {momentum!r}. It is the weight '
             'of the new weights (mmengine convention); the paper\'s alpha '
             'is 1 - momentum.')
-        _require(
+        require(
             momentum <= 0.5,
             f'momentum={momentum} looks like a decay in the paper\'s (or '
             'timm\'s) convention. SwitchEMAHook uses mmengine\'s: momentum '
             'is the weight of the new weights. Set momentum=1 - alpha, e.g. '
             f'momentum={1 - momentum:.6g} for alpha={momentum}.')
-        for name, value in (('switch_interval', switch_interval),
-                            ('switches_per_epoch', switches_per_epoch),
-                            ('bn_batches', bn_batches),
+        self.schedule = SwitchSchedule(switch_interval, switch_by_epoch,
+                                       switches_per_epoch, switch_end)
+        for name, value in (('bn_batches', bn_batches),
                             ('interval', kwargs.get('interval', 1))):
-            _require(
+            require(
                 isinstance(value, int) and value >= 1,
                 f'{name} must be an int >= 1, got {value!r}.')
-        _require(
-            switches_per_epoch == 1 or (switch_by_epoch
-                                        and switch_interval == 1),
-            'switches_per_epoch > 1 needs switch_by_epoch=True and '
-            f'switch_interval=1 (got switch_by_epoch={switch_by_epoch}, '
-            f'switch_interval={switch_interval}).')
-        _require(switch_end is None or switch_end >= 1,
-                 f'switch_end must be None or >= 1, got {switch_end!r}.')
-        _require(buffers in BUFFER_POLICIES,
-                 f'buffers must be one of {BUFFER_POLICIES}, got {buffers!r}.')
-        _require(
+        require(
+            buffers in NORM_STATS_POLICIES,
+            f'buffers must be one of {tuple(NORM_STATS_POLICIES)}, got '
+            f'{buffers!r}.')
+        require(
             nonfinite_check in NONFINITE_CHECKS,
             f'nonfinite_check must be one of {NONFINITE_CHECKS}, got '
             f'{nonfinite_check!r}.')
-        _require(0 < pullback_threshold < 1,
-                 'pullback_threshold must lie in (0, 1), got '
-                 f'{pullback_threshold!r}.')
-        _require(
+        require(0 < pullback_threshold < 1,
+                'pullback_threshold must lie in (0, 1), got '
+                f'{pullback_threshold!r}.')
+        require(
             begin_iter >= 0 and begin_epoch >= 0
             and not (begin_iter and begin_epoch),
             'begin_iter and begin_epoch must be >= 0 and at most one of them '
             f'set (got begin_iter={begin_iter}, begin_epoch={begin_epoch}).')
-        _require(
-            'update_buffers' not in kwargs,
-            "use buffers='average' instead of update_buffers=True.")
-        super().__init__(
-            ema_type=ema_type,
-            strict_load=True,
-            begin_iter=begin_iter,
-            begin_epoch=begin_epoch,
-            momentum=momentum,
-            **kwargs)
+        require('update_buffers' not in kwargs,
+                "use buffers='average' instead of update_buffers=True.")
+        self.ema_cfg = dict(type=ema_type, momentum=momentum, **kwargs)
         self.momentum = momentum
-        self.switch_interval = switch_interval
-        self.switch_by_epoch = switch_by_epoch
-        self.switches_per_epoch = switches_per_epoch
-        self.switch_end = switch_end
+        self.begin_iter = begin_iter
+        self.begin_epoch = begin_epoch
         self.buffers = buffers
+        self.norm_stats = NORM_STATS_POLICIES[buffers]
         self.bn_batches = bn_batches
         self.exclude = tuple(exclude)
         self.auto_exclude = auto_exclude
         self.teacher = teacher
-        self.teacher_name: Optional[str] = None
-        self.excluded: tuple = ()
         self.nonfinite_check = nonfinite_check
         self.check_ranks = check_ranks
         self.pullback_threshold = pullback_threshold
         self.num_switches = 0
-        self._in_epoch_switches: Set[int] = set()
-        self._loaded_ema_iter: Optional[int] = None
-        self._skipped_updates = 0
+        self.skipped_updates = 0
+        self._resumed_at: Optional[int] = None
 
     # ------------------------------------------------------------------ build
     def before_run(self, runner) -> None:
-        """Check the hook set-up and build the EMA copy of the model."""
+        """Check the hook set-up and build the EMA."""
         others = [
             type(h).__name__ for h in runner.hooks
             if isinstance(h, EMAHook) and h is not self
         ]
-        _require(
+        require(
             not others,
             f'found another EMA hook ({", ".join(others)}) in the runner. '
             'Keep exactly one EMA-type hook: remove it from `custom_hooks` '
             '(SwitchEMAHook already keeps, evaluates and saves the EMA).')
         model = runner.model
         self.src_model = model.module if is_model_wrapper(model) else model
-        # Until averaging begins the EMA is, by definition, the model.
-        self._needs_seed = True
-        self._ema_equals_model = True
-        if self._use_model_teacher():
-            return
-        ema_cls = self._resolve_ema_type(self.ema_cfg['type'])
-        cfg = {k: v for k, v in self.ema_cfg.items() if k != 'type'}
-        cfg['update_buffers'] = self.buffers == 'average'
-        exclude = list(self.exclude)
-        if self.auto_exclude:
-            exclude += find_momentum_teachers(self.src_model)
-        self.excluded = tuple(exclude)
-        if issubclass(ema_cls, FusedEMA):
-            cfg['exclude'] = self.excluded
-        try:
-            self.ema_model = ema_cls(model=self.src_model, **cfg)
-        except TypeError as e:
-            raise ValueError(
-                f'SwitchEMAHook: ema_type={ema_cls.__name__} does not accept '
-                f'the arguments {sorted(cfg)}: {e}. Options such as '
-                'warmup_iters belong to the default ema_type FusedEMA.') from e
-        names = (
-            self.ema_model.averaged_names
-            if isinstance(self.ema_model, FusedEMA) else
-            select_averaged_names(self.ema_model.module,
-                                  cfg['update_buffers'], self.excluded))
-        self._pairs = (
-            self.ema_model.pairs_for(self.src_model)
-            if isinstance(self.ema_model, FusedEMA) else TensorPairs(
-                self.ema_model.module, self.src_model, names))
-        if self.excluded:
-            print_log(
-                'SwitchEMAHook: kept out of averaging and switching: '
-                f'{", ".join(self.excluded)}', logger='current')
-
-    def _use_model_teacher(self) -> bool:
-        """Adopt the model's momentum teacher as the EMA if configured."""
-        if self.teacher is None:
-            return False
-        found = find_momentum_teachers(self.src_model)
-        if self.teacher != 'auto':
-            _require(
-                self.teacher in found,
-                f'teacher={self.teacher!r} is not an averaged-model '
-                f'submodule of the model (found: {found}).')
-            found = [self.teacher]
-        pairs = teacher_pairs(self.src_model, found[0]) \
-            if len(found) == 1 else None
-        _require(
-            pairs is not None or self.teacher == 'auto',
-            f'the teacher {self.teacher!r} is not a copy of top-level '
-            'modules of the model, so it cannot be switched into them; '
-            'set teacher=None to keep a separate EMA.')
-        if pairs is None:
-            return False
-        _require(
-            self.buffers != 'average',
-            "buffers='average' needs a separate EMA; with the model's "
-            "teacher use buffers='params' or 'recompute', or teacher=None.")
-        self.teacher_name = found[0]
-        self.ema_model = self.src_model.get_submodule(self.teacher_name)
-        self._pairs = TensorPairs(self.src_model, self.src_model,
-                                  [t for t, _ in pairs],
-                                  [o for _, o in pairs])
-        self._needs_seed = False
-        self._ema_equals_model = False
-        print_log(
-            f'SwitchEMAHook: the model\'s momentum teacher '
-            f'`{self.teacher_name}` is the EMA (its own momentum schedule; '
-            f'`momentum` is unused); each switch copies it into '
-            f'{sorted({o.split(".")[0] for _, o in pairs})}.',
-            logger='current')
-        return True
-
-    @staticmethod
-    def _resolve_ema_type(ema_type: str) -> type:
-        """Look ``ema_type`` up in the current scope's MODELS registry."""
-        with MODELS.switch_scope_and_registry(None) as registry:
-            ema_cls = registry.get(ema_type)
-        _require(
-            isinstance(ema_cls, type) and issubclass(ema_cls,
-                                                     BaseAveragedModel),
-            f'unknown ema_type {ema_type!r}: it must name a registered '
-            'subclass of mmengine BaseAveragedModel, e.g. FusedEMA (default), '
-            "ExponentialMovingAverage, or mmdet's ExpMomentumEMA (with "
-            "default_scope='mmdet').")
-        return ema_cls
+        self.averager = build_averager(
+            self.src_model, self.ema_cfg, teacher=self.teacher,
+            averages_norm_stats=self.norm_stats.averaged,
+            exclude=self.exclude, auto_exclude=self.auto_exclude)
+        self.ema_model = self.averager.ema_model
+        self.sync = ModelSync(self.averager.pairs.source_tensors,
+                              self.averager.initial_state)
 
     # ---------------------------------------------------------- checkpoints
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
-        """Restore the EMA when resuming; check it matches the model."""
+        """Restore the EMA and the counters when resuming."""
         if not runner._resume:
             return  # load_from / test: the EMA starts from loaded weights
         state = checkpoint.get('meta', {}).get('switch_ema', {})
         self.num_switches = state.get('num_switches', 0)
-        self._skipped_updates = state.get('skipped_updates', 0)
-        if self.teacher_name:
-            return  # the teacher is part of the model's state_dict
-        if 'ema_state_dict' not in checkpoint:
-            print_log(
-                'SwitchEMAHook: the resumed checkpoint has no '
-                '`ema_state_dict`; the EMA starts again from the resumed '
-                'weights.', logger='current', level=logging.WARNING)
-            return
-        ema_state = checkpoint['ema_state_dict']
-        self._check_ema_state(ema_state)
-        self._swap_state_dicts(checkpoint['state_dict'], ema_state)
-        self.ema_model.load_state_dict(ema_state, strict=True)
-        self._loaded_ema_iter = checkpoint['meta']['iter']
-
-    def _check_ema_state(self, ema_state: Dict) -> None:
-        """Fail with a clear message when a checkpoint's EMA does not fit."""
-        expected = self.ema_model.state_dict()
-        missing = sorted(set(expected) - set(ema_state))
-        unexpected = sorted(set(ema_state) - set(expected))
-        mismatched = sorted(
-            k for k in set(expected) & set(ema_state)
-            if tuple(expected[k].shape) != tuple(ema_state[k].shape))
-        if missing or unexpected or mismatched:
-            raise ValueError(
-                'SwitchEMAHook: the EMA in the resumed checkpoint does not '
-                f'match the model (missing: {missing[:5]}, unexpected: '
-                f'{unexpected[:5]}, shape mismatch: {mismatched[:5]}). Resume '
-                'from a checkpoint of this config, or start a new run with '
-                '`load_from=<checkpoint>` (the EMA then starts from the '
-                'loaded weights).')
+        self.skipped_updates = state.get('skipped_updates', 0)
+        if self.averager.load(checkpoint):
+            self._resumed_at = checkpoint['meta']['iter']
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
-        """Save the EMA: ``state_dict`` gets the averaged tensors (ready to
-        deploy), ``ema_state_dict`` the model's own, for resuming. A model
-        teacher is saved with the model. The hook's counters go into
+        """Save the EMA (see the averager) and the hook's counters, in
         ``meta['switch_ema']``."""
         checkpoint.setdefault('meta', {})['switch_ema'] = dict(
             num_switches=self.num_switches,
-            skipped_updates=self._skipped_updates)
-        if self.teacher_name:
-            return
-        ema_state = self.ema_model.state_dict()
-        model_state = checkpoint['state_dict']
-        averaged = set(self._pairs.names)
-        for name in model_state:
-            key = 'module.' + name
-            if key in ema_state and (name not in averaged
-                                     or self._ema_equals_model):
-                # Not averaged, or equal to the model: store the model's.
-                ema_state[key] = model_state[name]
-        self._swap_state_dicts(model_state, ema_state)
-        checkpoint['ema_state_dict'] = ema_state
-
-    def _swap_state_dicts(self, model_state: Dict, ema_state: Dict) -> None:
-        """Exchange the averaged entries of the two state dicts."""
-        for name in self._pairs.names:
-            if name in model_state:
-                key = 'module.' + name
-                model_state[name], ema_state[key] = (ema_state[key],
-                                                     model_state[name])
+            skipped_updates=self.skipped_updates)
+        ema_is_model = not self.sync.started or self.sync.in_sync
+        self.averager.save(checkpoint, ema_is_model=ema_is_model)
 
     # ------------------------------------------------------------- training
     def before_train(self, runner) -> None:
-        """Check the schedule against the loop, then report the pull-back."""
-        loop = runner.train_loop
-        by_iter_loop = isinstance(loop, IterBasedTrainLoop)
-        _require(
-            not (self.switch_by_epoch and by_iter_loop),
-            'the train loop is iteration-based, so an epoch never ends during '
-            'training. Set switch_by_epoch=False and switch_interval to a '
-            'number of iterations.')
+        """Bind the schedule to the loop, then report the pull-back."""
+        by_iter_loop = isinstance(runner.train_loop, IterBasedTrainLoop)
         iters_per_epoch = (None if by_iter_loop else len(
             runner.train_dataloader))
+        self.schedule = self.schedule.bind(iters_per_epoch, runner.max_epochs,
+                                           runner.max_iters)
         if self.begin_epoch:
-            _require(
+            require(
                 self.begin_epoch < runner.max_epochs,
                 f'begin_epoch={self.begin_epoch} is not before the end of '
                 f'training (max_epochs={runner.max_epochs}): averaging would '
                 'never start.')
             self.begin_iter = self.begin_epoch * iters_per_epoch
-        _require(
+        require(
             self.begin_iter < runner.max_iters,
             f'begin_iter={self.begin_iter} is not before the end of training '
             f'(max_iters={runner.max_iters}): averaging would never start.')
-        unit_max = runner.max_epochs if self.switch_by_epoch else \
-            runner.max_iters
-        unit = 'epochs' if self.switch_by_epoch else 'iterations'
-        _require(
-            self.switch_end is None or self.switch_end <= unit_max,
-            f'switch_end={self.switch_end} is beyond the end of training '
-            f'({unit_max} {unit}).')
-        if self.switch_interval > unit_max:
-            print_log(
-                f'SwitchEMAHook: switch_interval={self.switch_interval} '
-                f'{unit} is longer than training ({unit_max} {unit}); the EMA '
-                'will never be switched into the model.',
-                logger='current', level=logging.WARNING)
-        if self.switches_per_epoch > 1:
-            _require(
-                self.switches_per_epoch <= iters_per_epoch,
-                f'switches_per_epoch={self.switches_per_epoch} exceeds the '
-                f'{iters_per_epoch} iterations of an epoch.')
-            n = self.switches_per_epoch
-            self._in_epoch_switches = {
-                round(k * iters_per_epoch / n)
-                for k in range(1, n)
-            }
-        if self.teacher_name:
+        if self.averager.updated_by_model:
             return  # the model updates its teacher itself
-        resumed = (self._loaded_ema_iter is not None
-                   and runner.iter > self.begin_iter)
-        self._needs_seed = not resumed
-        self._ema_equals_model = self._needs_seed
-        log_pullback(self, runner, iters_per_epoch)
+        if self._resumed_at is not None and runner.iter > self.begin_iter:
+            self.sync.updated()
+        else:
+            self.sync.restart()
+        steps = self.schedule.iters_per_switch / getattr(
+            runner.optim_wrapper, '_accumulative_counts', 1)
+        log_pullback(self.averager.updates_per_switch(steps), self.momentum,
+                     self.pullback_threshold,
+                     self.averager.warmup_momentum_at())
 
     def before_train_iter(self, runner, batch_idx: int,
                           data_batch=None) -> None:
         """Seed the EMA from the weights when averaging begins."""
-        if self._needs_seed and runner.iter >= self.begin_iter:
-            if isinstance(self.ema_model, FusedEMA):
-                self.ema_model.seed(self.src_model)
-            else:
-                self._pairs.copy_to_averaged()
-                self.ema_model.steps.fill_(1)
-            self._needs_seed = False
-            self._ema_equals_model = True
+        if not self.sync.started and runner.iter >= self.begin_iter:
+            self.averager.seed()
+            self.sync.seeded()
 
     def after_train_iter(self,
                          runner,
@@ -472,33 +301,21 @@ class SwitchEMAHook(EMAHook):
                          data_batch=None,
                          outputs: Optional[dict] = None) -> None:
         """Update the EMA after an optimizer step; switch if one is due."""
-        if self._needs_seed:
+        if not self.sync.started:
             return
-        if self.teacher_name:
-            self._ema_equals_model = False  # the model moved its teacher
+        if self.averager.updated_by_model:
+            self.sync.updated()
         elif getattr(runner.optim_wrapper, 'should_update', lambda: True)():
             if self._weights_finite(runner):
-                self.ema_model.update_parameters(self.src_model)
-                self._ema_equals_model = False
-        done = runner.iter + 1
-        if self.switch_by_epoch:
-            due = (batch_idx + 1 in self._in_epoch_switches
-                   and self._before_end(runner.epoch + 1))
-        else:
-            due = (done % self.switch_interval == 0
-                   and self._before_end(done))
-        if due:
-            self._switch(runner, f'iteration {done}')
+                self.averager.update()
+                self.sync.updated()
+        if self.schedule.due_after_iter(runner.epoch, batch_idx, runner.iter):
+            self._switch(runner, f'iteration {runner.iter + 1}')
 
     def after_train_epoch(self, runner) -> None:
         """Switch at the end of every ``switch_interval``-th epoch."""
-        done = runner.epoch + 1
-        if (self.switch_by_epoch and done % self.switch_interval == 0
-                and self._before_end(done)):
-            self._switch(runner, f'the end of epoch {done}')
-
-    def _before_end(self, count: int) -> bool:
-        return self.switch_end is None or count <= self.switch_end
+        if self.schedule.due_after_epoch(runner.epoch):
+            self._switch(runner, f'the end of epoch {runner.epoch + 1}')
 
     def _weights_finite(self, runner) -> bool:
         """Whether this iteration's weights may enter the average."""
@@ -506,71 +323,70 @@ class SwitchEMAHook(EMAHook):
             loss = runner.message_hub.log_scalars.get('train/loss')
             finite = loss is None or math.isfinite(loss.current())
         elif self.nonfinite_check == 'weights':
-            finite = all_finite(self._pairs.source_tensors())
+            finite = all_finite(self.averager.pairs.source_tensors())
         else:
             finite = True
         if not finite:
-            self._skipped_updates += 1
+            self.skipped_updates += 1
             print_log(
                 f'SwitchEMAHook: non-finite weights at iteration '
                 f'{runner.iter + 1} were not averaged into the EMA '
-                f'({self._skipped_updates} updates skipped so far).',
+                f'({self.skipped_updates} updates skipped so far).',
                 logger='current', level=logging.WARNING)
         return finite
 
     def _switch(self, runner, where: str) -> None:
         """Copy the EMA into the model (the SEMA switch)."""
-        if self._needs_seed or self._ema_equals_model:
+        pairs = self.averager.pairs
+        if not self.sync.started or self.sync.in_sync:
             return
-        if not all_finite(self._pairs.averaged_tensors()):
+        if not all_finite(pairs.averaged_tensors()):
             print_log(
                 f'SwitchEMAHook: the EMA is not finite at {where}; it was '
                 'not switched into the model.',
                 logger='current', level=logging.WARNING)
             return
         if self.check_ranks:
-            self._check_ranks_agree(where)
-        if self.buffers == 'average':  # the averaged BN statistics
-            average_norm_stats(self.ema_model.module)
-        self._pairs.copy_to_source()
-        self._ema_equals_model = True
+            check_ranks_agree(pairs, where)
         self.num_switches += 1
+        context = SwitchContext(
+            model=self.src_model, ema_module=self.ema_model.module,
+            skip=self.averager.excluded,
+            train_loader=runner.train_dataloader,
+            bn_batches=self.bn_batches, seed=runner.seed + self.num_switches)
+        if self.norm_stats.before_switch:
+            self.norm_stats.before_switch(context)
+        pairs.copy_to_source()
         message = f'SwitchEMAHook: switch {self.num_switches} at {where}'
-        if self.buffers == 'recompute':
-            n = recalibrate_bn(self.src_model, runner.train_dataloader,
-                               self.bn_batches,
-                               seed=runner.seed + self.num_switches)
-            message += f'; BN statistics recomputed from {n} batches'
-        elif self.buffers == 'params':  # the model's own BN statistics
-            average_norm_stats(self.src_model,
-                               skip=(self.teacher_name, ) if self.teacher_name
-                               else self.excluded)
+        if self.norm_stats.after_switch:
+            message += self.norm_stats.after_switch(context)
+        self.sync.switched()
         print_log(message, logger='current')
 
-    @torch.no_grad()
-    def _check_ranks_agree(self, where: str) -> None:
-        """Fail if the ranks' EMAs differ (one all_gather of checksums)."""
-        if get_world_size() == 1:
-            return
-        tensors = self._pairs.averaged_tensors()
-        local = torch.stack([
-            torch.stack([t.sum(dtype=torch.float64),
-                         t.double().norm()]) for t in tensors
-        ]).flatten()
-        for rank, other in enumerate(all_gather(local)):
-            if torch.equal(other.cpu(), local.cpu()):
-                continue
-            index = int((other.cpu() != local.cpu()).nonzero()[0]) // 2
-            raise RuntimeError(
-                f'SwitchEMAHook: at {where}, the EMA of rank {get_rank()} '
-                f'differs from that of rank {rank}; first differing '
-                f'parameter: `{self._pairs.grouped_names[index]}`. The ranks '
-                'no longer train the same model: check for rank-dependent '
-                'code or a missing gradient synchronisation.')
-
     # --------------------------------------------------- validation / test
-    def _swap_ema_parameters(self) -> None:
-        """Swap the averaged tensors of the model and the EMA (fused); a
-        no-op while they are equal, e.g. right after a switch."""
-        if not self._ema_equals_model:
-            self._pairs.swap()
+    def _swap(self) -> None:
+        """Exchange the EMA and the model's averaged tensors (fused).
+
+        Always swapped once averaging has begun, also right after a switch
+        when the two are equal: a swap of equal tensors changes nothing, and
+        weights changed by other code since the switch are then still
+        handled right.
+        """
+        if self.sync.started:
+            self.averager.pairs.swap()
+
+    def before_val_epoch(self, runner) -> None:
+        """Evaluate the EMA."""
+        self._swap()
+
+    def after_val_epoch(self, runner, metrics=None) -> None:
+        """Restore the model's weights."""
+        self._swap()
+
+    def before_test_epoch(self, runner) -> None:
+        """Test the EMA."""
+        self._swap()
+
+    def after_test_epoch(self, runner, metrics=None) -> None:
+        """Restore the model's weights."""
+        self._swap()

@@ -25,7 +25,7 @@ from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS
 
-from ..hooks.teachers import find_momentum_teachers
+from ..ema.teachers import find_momentum_teachers
 
 
 @HOOKS.register_module()

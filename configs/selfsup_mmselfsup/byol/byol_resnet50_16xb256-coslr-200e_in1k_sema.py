@@ -11,7 +11,7 @@ them; ``momentum`` of the hook is unused.
 _base_ = 'mmselfsup::selfsup/byol/byol_resnet50_16xb256-coslr-200e_in1k.py'
 # mmselfsup_compat: see sema_mm/selfsup/mmselfsup_compat.py
 custom_imports = dict(
-    imports=['sema_mm', 'sema_mm.selfsup.mmselfsup_compat'],
+    imports=['sema_mm', 'sema_mm.compat.mmselfsup'],
     allow_failed_imports=False)
 
 custom_hooks = [dict(type='SwitchEMAHook', teacher='auto')]

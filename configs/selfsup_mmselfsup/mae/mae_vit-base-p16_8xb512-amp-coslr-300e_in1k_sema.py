@@ -12,7 +12,7 @@ mmengine's convention, momentum = 1 - alpha, unlike mmselfsup's models.
 _base_ = 'mmselfsup::selfsup/mae/mae_vit-base-p16_8xb512-amp-coslr-300e_in1k.py'  # noqa: E501
 # mmselfsup_compat: see sema_mm/selfsup/mmselfsup_compat.py
 custom_imports = dict(
-    imports=['sema_mm', 'sema_mm.selfsup.mmselfsup_compat'],
+    imports=['sema_mm', 'sema_mm.compat.mmselfsup'],
     allow_failed_imports=False)
 
 custom_hooks = [dict(type='SwitchEMAHook', momentum=1e-3)]

@@ -13,7 +13,7 @@ and ``CosineEMA`` anneals towards a fixed end value.
 _base_ = 'mmselfsup::selfsup/mocov2/mocov2_resnet50_8xb32-coslr-200e_in1k.py'
 # mmselfsup_compat: see sema_mm/selfsup/mmselfsup_compat.py
 custom_imports = dict(
-    imports=['sema_mm', 'sema_mm.selfsup', 'sema_mm.selfsup.mmselfsup_compat'],
+    imports=['sema_mm', 'sema_mm.selfsup', 'sema_mm.compat.mmselfsup'],
     allow_failed_imports=False)
 
 custom_hooks = [dict(type='CopyTeacherHook')]

@@ -11,7 +11,7 @@ weight of the new weights). No extra hook.
 _base_ = 'mmselfsup::selfsup/mocov2/mocov2_resnet50_8xb32-coslr-200e_in1k.py'
 # mmselfsup_compat: see sema_mm/selfsup/mmselfsup_compat.py
 custom_imports = dict(
-    imports=['sema_mm', 'sema_mm.selfsup.mmselfsup_compat'],
+    imports=['sema_mm', 'sema_mm.compat.mmselfsup'],
     allow_failed_imports=False)
 
 # Inheriting through `mmselfsup::` tags the upstream `collate_fn` with a

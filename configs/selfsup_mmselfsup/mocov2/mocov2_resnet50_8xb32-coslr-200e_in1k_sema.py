@@ -12,7 +12,7 @@ unused.
 _base_ = 'mmselfsup::selfsup/mocov2/mocov2_resnet50_8xb32-coslr-200e_in1k.py'
 # mmselfsup_compat: see sema_mm/selfsup/mmselfsup_compat.py
 custom_imports = dict(
-    imports=['sema_mm', 'sema_mm.selfsup.mmselfsup_compat'],
+    imports=['sema_mm', 'sema_mm.compat.mmselfsup'],
     allow_failed_imports=False)
 
 custom_hooks = [dict(type='SwitchEMAHook', teacher='auto')]

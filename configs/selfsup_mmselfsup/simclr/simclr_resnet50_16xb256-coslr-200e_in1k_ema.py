@@ -12,7 +12,7 @@ mmengine's convention, momentum = 1 - alpha, unlike mmselfsup's models.
 _base_ = 'mmselfsup::selfsup/simclr/simclr_resnet50_16xb256-coslr-200e_in1k.py'
 # mmselfsup_compat: see sema_mm/selfsup/mmselfsup_compat.py
 custom_imports = dict(
-    imports=['sema_mm', 'sema_mm.selfsup.mmselfsup_compat'],
+    imports=['sema_mm', 'sema_mm.compat.mmselfsup'],
     allow_failed_imports=False)
 
 custom_hooks = [

@@ -13,7 +13,7 @@ mmengine's convention, momentum = 1 - alpha, unlike mmselfsup's models.
 _base_ = 'mmselfsup::selfsup/simmim/simmim_swin-base_8xb256-amp-coslr-100e_in1k-192.py'  # noqa: E501
 # mmselfsup_compat: see sema_mm/selfsup/mmselfsup_compat.py
 custom_imports = dict(
-    imports=['sema_mm', 'sema_mm.selfsup.mmselfsup_compat'],
+    imports=['sema_mm', 'sema_mm.compat.mmselfsup'],
     allow_failed_imports=False)
 
 custom_hooks = [

@@ -4,14 +4,32 @@ An averaged model (an EMA copy) and the model it follows hold tensors with the
 same names. :class:`TensorPairs` looks those names up once, groups the pairs by
 device and dtype, and then runs every operation SEMA needs (seed, update,
 switch, swap, finiteness check) as a few ``torch._foreach_*`` kernels
-instead of a Python loop of per-tensor kernels. The lists hold references to
-the live tensors, so nothing is rebuilt per step.
+instead of a Python loop of per-tensor kernels (through
+:mod:`sema_mm.compat.torch_ops`, which falls back to per-tensor loops where a
+torch release lacks a kernel). The lists hold references to the live
+tensors, so nothing is rebuilt per step.
+
+**EMA on another device** (``device='cpu'`` for a model on a GPU): the
+model's tensors are first copied into staging buffers on the EMA's device,
+allocated once (pinned host memory when the EMA is on the CPU, so the copies
+run asynchronously), with one wait on the model's device per update before
+any staged value is read. A copy to the host with ``non_blocking=True``
+returns before the data has arrived, so reading it without that wait would
+read stale memory. Once-per-epoch operations (seed, switch, swap) between
+devices are plain blocking copies.
 """
 from collections import defaultdict
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor, nn
+
+from ..compat.torch_ops import (
+    foreach_clone,
+    foreach_copy_,
+    foreach_lerp_,
+    foreach_norm,
+)
 
 
 def named_tensors(module: nn.Module) -> Dict[str, Tensor]:
@@ -28,6 +46,35 @@ def name_matches(name: str, patterns: Iterable[str]) -> bool:
     ``'encoder_k.module.conv.weight'`` but not ``'encoder_kv.weight'``.
     """
     return any(name == p or name.startswith(p + '.') for p in patterns)
+
+
+class _Group:
+    """Averaged and source tensors that share device and dtype pairs."""
+
+    def __init__(self, avg: List[Tensor], src: List[Tensor]) -> None:
+        self.avg, self.src = avg, src
+        a, s = avg[0], src[0]
+        self.same_place = a.device == s.device and a.dtype == s.dtype
+        # Staging buffers for sources elsewhere, allocated at first use.
+        self._staged: Optional[List[Tensor]] = None
+
+    def stage(self) -> List[Tensor]:
+        """The source tensors on the averaged tensors' device and dtype.
+
+        For a source on another device the copies are only enqueued; call
+        :meth:`TensorPairs._wait_for_staging` before reading them.
+        """
+        if self.same_place:
+            return self.src
+        if self._staged is None:
+            pin = (self.avg[0].device.type == 'cpu'
+                   and self.src[0].device.type == 'cuda')
+            self._staged = [
+                torch.empty(a.shape, dtype=a.dtype, device=a.device,
+                            pin_memory=pin) for a in self.avg
+            ]
+        foreach_copy_(self._staged, self.src, non_blocking=True)
+        return self._staged
 
 
 class TensorPairs:
@@ -57,59 +104,64 @@ class TensorPairs:
                 raise ValueError(
                     f'The averaged model and the model disagree on the shape '
                     f'of `{name}`: {tuple(a.shape)} vs {tuple(s.shape)}.')
-            key = (a.device, a.dtype, s.device)
+            key = (a.device, a.dtype, s.device, s.dtype)
             groups[key][0].append(a)
             groups[key][1].append(s)
             order[key].append(name)
         self.names = list(names)
-        self._groups = list(groups.items())
+        self._groups = [_Group(a, s) for a, s in groups.values()]
         # Names in the order of averaged_tensors().
         self.grouped_names = [n for key in groups for n in order[key]]
+        # Source devices whose copies to the host must be waited for.
+        self._host_waits = sorted(
+            {g.src[0].device for g in self._groups
+             if g.src[0].device.type == 'cuda'
+             and g.avg[0].device.type == 'cpu'}, key=str)
 
     def __len__(self) -> int:
         return len(self.names)
 
-    def _source_lists(self) -> Iterable[Tuple[List[Tensor], List[Tensor]]]:
-        """Yield (averaged, source) lists with the source on the averaged
-        tensors' device (a copy only when the EMA is kept elsewhere)."""
-        for (a_dev, a_dtype, s_dev), (avg, src) in self._groups:
-            if s_dev != a_dev or src[0].dtype != a_dtype:
-                src = [s.to(a_dev, a_dtype, non_blocking=True) for s in src]
-            yield avg, src
+    def _wait_for_staging(self) -> None:
+        """Block until the staged copies to the host have landed (one wait
+        per source device)."""
+        for device in self._host_waits:
+            torch.cuda.current_stream(device).synchronize()
 
     @torch.no_grad()
     def lerp_(self, weight: float) -> None:
         """``avg = (1 - weight) * avg + weight * src`` for every pair."""
-        for avg, src in self._source_lists():
-            torch._foreach_lerp_(avg, src, weight)
+        staged = [g.stage() for g in self._groups]
+        self._wait_for_staging()
+        for group, src in zip(self._groups, staged):
+            foreach_lerp_(group.avg, src, weight)
 
     @torch.no_grad()
     def copy_to_averaged(self) -> None:
         """``avg = src`` for every pair (seeding the average)."""
-        for avg, src in self._source_lists():
-            torch._foreach_copy_(avg, src)
+        for g in self._groups:
+            foreach_copy_(g.avg, g.src)
 
     @torch.no_grad()
     def copy_to_source(self) -> None:
         """``src = avg`` for every pair (the SEMA switch)."""
-        for _, (avg, src) in self._groups:
-            torch._foreach_copy_(src, avg, non_blocking=True)
+        for g in self._groups:
+            foreach_copy_(g.src, g.avg)
 
     @torch.no_grad()
     def swap(self) -> None:
         """Exchange the values of every pair."""
-        for _, (avg, src) in self._groups:
-            tmp = torch._foreach_clone(avg)
-            torch._foreach_copy_(avg, src, non_blocking=True)
-            torch._foreach_copy_(src, tmp, non_blocking=True)
+        for g in self._groups:
+            tmp = foreach_clone(g.avg)
+            foreach_copy_(g.avg, g.src)
+            foreach_copy_(g.src, tmp)
 
     def averaged_tensors(self) -> List[Tensor]:
         """The averaged tensors, in group order."""
-        return [t for _, (avg, _) in self._groups for t in avg]
+        return [t for g in self._groups for t in g.avg]
 
     def source_tensors(self) -> List[Tensor]:
         """The source tensors, in group order."""
-        return [t for _, (_, src) in self._groups for t in src]
+        return [t for g in self._groups for t in g.src]
 
 
 def _max_norms(tensors: List[Tensor], ord: float,
@@ -119,7 +171,7 @@ def _max_norms(tensors: List[Tensor], ord: float,
     for t in tensors:
         by_device[t.device].append(t)
     return torch.stack([
-        torch.stack(torch._foreach_norm(ts, ord, dtype=dtype)).max().cpu()
+        torch.stack(foreach_norm(ts, ord, dtype=dtype)).max().cpu()
         for ts in by_device.values()
     ]).max()
 

@@ -28,8 +28,6 @@ from typing import Callable, Optional
 
 from mmengine.logging import print_log
 
-from ..models.fused_ema import FusedEMA
-
 
 def pullback_weight(momentum_at: Callable[[int], float], first: int,
                     updates: int) -> float:
@@ -46,43 +44,41 @@ def momentum_for(threshold: float, updates: float) -> float:
     return 1 - threshold**(1 / updates)
 
 
-def updates_per_switch(hook, runner,
-                       iters_per_epoch: Optional[int]) -> float:
-    """Optimizer steps between two switches, as EMA updates of momentum
-    ``hook.momentum`` (an uncompensated update ``interval`` counts as one
-    update per ``interval`` steps)."""
-    if hook.switch_by_epoch:
-        iters = iters_per_epoch * hook.switch_interval / \
-            hook.switches_per_epoch
-    else:
-        iters = hook.switch_interval
-    steps = iters / getattr(runner.optim_wrapper, '_accumulative_counts', 1)
-    interval = getattr(hook.ema_model, 'interval', 1)
-    if isinstance(hook.ema_model, FusedEMA):
-        return steps  # momentum compensated per interval
-    return steps / interval
+def log_pullback(updates: float,
+                 momentum: float,
+                 threshold: float,
+                 warmup_momentum_at: Optional[Callable[[int], float]] = None
+                 ) -> float:
+    """Log the pull-back weight of a switch schedule; warn above
+    ``threshold`` with the momentum that would bring it under.
 
+    Args:
+        updates (float): EMA updates of momentum ``momentum`` between two
+            switches.
+        momentum (float): The steady-state momentum (mmengine convention,
+            the weight of the new weights).
+        threshold (float): Warn when the pull-back weight exceeds it.
+        warmup_momentum_at (Callable, optional): Momentum of the ``k``-th
+            update (from 1) during a momentum warm-up, to report the first
+            switch's pull-back too. Defaults to None (no warm-up).
 
-def log_pullback(hook, runner, iters_per_epoch: Optional[int]) -> float:
-    """Log the pull-back weight of ``hook``'s schedule; warn above the
-    threshold with the momentum that would bring it under. Returns it."""
-    updates = updates_per_switch(hook, runner, iters_per_epoch)
+    Returns:
+        float: The steady-state pull-back weight.
+    """
     whole = max(int(round(updates)), 1)
-    steady = pullback_weight(lambda k: hook.momentum, 1, whole)
+    steady = pullback_weight(lambda k: momentum, 1, whole)
     message = (
         f'SwitchEMAHook: {updates:.0f} EMA updates per switch with momentum '
-        f'{hook.momentum:g}: after each switch interval the EMA still gives '
+        f'{momentum:g}: after each switch interval the EMA still gives '
         f'weight {steady:.3g} to the weights of the previous switch '
-        f'(warning threshold {hook.pullback_threshold:g})')
-    momentum_at = getattr(hook.ema_model, 'momentum_at', None)
-    if momentum_at is not None and getattr(hook.ema_model, 'warmup_iters',
-                                           0):
-        first = pullback_weight(momentum_at, 1, whole)
+        f'(warning threshold {threshold:g})')
+    if warmup_momentum_at is not None:
+        first = pullback_weight(warmup_momentum_at, 1, whole)
         message += f'; {first:.3g} for the first switch (momentum warm-up)'
-    if steady <= hook.pullback_threshold:
+    if steady <= threshold:
         print_log(message + '.', logger='current')
         return steady
-    suggested = momentum_for(hook.pullback_threshold, updates)
+    suggested = momentum_for(threshold, updates)
     print_log(
         message + '. Each switch would pull the model back by more than '
         f'the threshold, which slows training down. Use momentum >= '

@@ -1,5 +1,8 @@
-"""Helpers of sema_mm's ``tools/train.py`` and ``tools/test.py`` (and, in
-:mod:`.records`, of the comparison runner and the datasets)."""
+"""What sema_mm's ``tools/`` share: the codebase of a config and how its
+command line is merged (:mod:`.codebase`), the launcher arguments
+(:mod:`.args`), building the Runner for a launcher, on GPUs or CPU only
+(:mod:`.launch`), and the checkpoint ``--resume auto`` picks
+(:mod:`.resume`)."""
 from .codebase import (
     CODEBASES,
     Codebase,

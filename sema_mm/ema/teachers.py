@@ -18,7 +18,7 @@ from typing import List, Optional, Tuple
 from mmengine.model import BaseAveragedModel
 from torch import nn
 
-from ..models.tensor_pairs import named_tensors
+from .tensor_pairs import named_tensors
 
 
 def find_momentum_teachers(model: nn.Module) -> List[str]:

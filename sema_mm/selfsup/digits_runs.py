@@ -34,7 +34,7 @@ iterations per epoch).
 Command line (the written config is then used like any other)::
 
     python -m sema_mm.datasets.digits --out data/digits
-    python -m sema_mm.selfsup.digits \\
+    python -m sema_mm.selfsup.digits_runs \\
         configs/selfsup/simclr/simclr_resnet50_16xb256-coslr-200e_in1k_sema.py\\
         work_dirs/simclr_digits.py --data-root data/digits
     python tools/train.py work_dirs/simclr_digits.py
@@ -359,8 +359,8 @@ def digits_overrides(cfg: Config,
 def render_config(base: str, overrides: Dict[str, Any]) -> str:
     """Text of a config inheriting ``base`` with ``overrides``."""
     lines = [
-        '"""Digits run of {} (written by sema_mm.selfsup.digits)."""'.format(
-            osp.basename(base)),
+        '"""Digits run of {} (written by '
+        'sema_mm.selfsup.digits_runs)."""'.format(osp.basename(base)),
         f'_base_ = [{osp.abspath(base)!r}]',
     ]
     for key, value in overrides.items():

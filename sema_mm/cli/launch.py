@@ -49,7 +49,7 @@ from mmengine.registry import MODEL_WRAPPERS, RUNNERS
 from mmengine.runner import Runner
 from torch.nn.parallel import DistributedDataParallel
 
-from .checkpoint_files import resolve_auto_resume
+from .resume import resolve_auto_resume
 
 LAUNCHERS = ('none', 'pytorch', 'slurm', 'mpi')
 CPU_BACKENDS = ('gloo', 'mpi')
@@ -245,7 +245,7 @@ def setup_distributed(cfg: Config) -> Tuple[Optional[str], str]:
 def build_runner(cfg: Config) -> Runner:
     """Build the Runner of ``cfg`` (``runner_type`` if set) after
     :func:`setup_distributed`, resolving ``--resume auto`` crash-safely
-    (:func:`~sema_mm.utils.checkpoint_files.resolve_auto_resume`)."""
+    (:func:`~sema_mm.cli.resume.resolve_auto_resume`)."""
     setup_distributed(cfg)
     resolve_auto_resume(cfg)
     if 'runner_type' not in cfg:

@@ -1,8 +1,20 @@
-"""Recompute batch-norm statistics of a model from training batches.
+"""What a SEMA switch does with normalisation statistics (``buffers``).
 
-Used after a SEMA switch with ``buffers='recompute'``: the switched-in weights
-are an average, so the running statistics the model collected for its own
-weights no longer fit them exactly. As ``torch.optim.swa_utils.update_bn``,
+:data:`NORM_STATS_POLICIES` maps each value of ``SwitchEMAHook``'s
+``buffers`` argument to a :class:`NormStatsPolicy`: whether the EMA averages
+the statistics, and what happens just before and after the EMA's tensors are
+copied into the model:
+
+* ``'params'`` (the paper): only parameters are switched; the model keeps its
+  own statistics, averaged over ranks.
+* ``'average'``: the EMA averages the statistics too; they are averaged over
+  ranks, then switched in with the parameters.
+* ``'recompute'``: after the switch the statistics are re-estimated from
+  training batches (below).
+
+Recomputing, after a switch with ``buffers='recompute'``: the switched-in
+weights are an average, so the running statistics the model collected for its
+own weights no longer fit them exactly. As ``torch.optim.swa_utils.update_bn``,
 the statistics are reset and re-estimated as a cumulative average over a few
 batches in training mode, without gradients. A private data loader with its
 own seed is used, and the global random states are restored afterwards, so
@@ -11,7 +23,7 @@ distributed training the statistics are averaged over ranks, so every rank
 ends with the same buffers.
 """
 import random
-from typing import List, Sequence
+from typing import Callable, Dict, List, NamedTuple, Optional, Sequence
 
 import numpy as np
 import torch
@@ -20,7 +32,7 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm, _NormBase
 from torch.utils.data import DataLoader
 
-from ..models.tensor_pairs import name_matches
+from ..ema.tensor_pairs import name_matches
 
 
 def average_norm_stats(module: nn.Module, skip: Sequence[str] = ()) -> None:
@@ -95,3 +107,50 @@ def recalibrate_bn(model: nn.Module, train_loader: DataLoader,
     model.train(was_training)
     average_norm_stats(model)
     return used
+
+
+class SwitchContext(NamedTuple):
+    """What a policy needs to know about one switch."""
+    model: nn.Module  # the training model, unwrapped
+    ema_module: nn.Module  # the module holding the EMA's tensors
+    skip: Sequence[str]  # model modules whose statistics are left alone
+    train_loader: DataLoader
+    bn_batches: int
+    seed: int  # for the private loader of 'recompute'
+
+
+class NormStatsPolicy(NamedTuple):
+    """One value of ``buffers``.
+
+    Attributes:
+        averaged (bool): The EMA averages the statistics (and the switch
+            copies them).
+        before_switch (Callable, optional): Runs before the copy.
+        after_switch (Callable, optional): Runs after the copy; returns text
+            for the switch's log line.
+    """
+    averaged: bool
+    before_switch: Optional[Callable[[SwitchContext], None]] = None
+    after_switch: Optional[Callable[[SwitchContext], str]] = None
+
+
+def _average_model_stats(ctx: SwitchContext) -> str:
+    average_norm_stats(ctx.model, skip=ctx.skip)
+    return ''
+
+
+def _average_ema_stats(ctx: SwitchContext) -> None:
+    average_norm_stats(ctx.ema_module)
+
+
+def _recompute_stats(ctx: SwitchContext) -> str:
+    n = recalibrate_bn(ctx.model, ctx.train_loader, ctx.bn_batches,
+                       seed=ctx.seed)
+    return f'; BN statistics recomputed from {n} batches'
+
+
+NORM_STATS_POLICIES: Dict[str, NormStatsPolicy] = {
+    'params': NormStatsPolicy(False, after_switch=_average_model_stats),
+    'average': NormStatsPolicy(True, before_switch=_average_ema_stats),
+    'recompute': NormStatsPolicy(False, after_switch=_recompute_stats),
+}

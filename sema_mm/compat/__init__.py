@@ -1,0 +1,24 @@
+"""Everything sema_mm changes in, or resolves about, torch and mmengine.
+
+* :mod:`.torch_ops`: the fused multi-tensor kernels, resolved once by
+  capability, with per-tensor fallbacks (torch 2.0 to the newest).
+* :mod:`.checkpoint_safety`: mmengine's local checkpoint loading never runs
+  code from a file, on every supported torch.
+* :mod:`.atomic_checkpoints`: checkpoint files are written atomically.
+* :mod:`.mmselfsup`: lets mmselfsup 1.0.0 build its loops with mmengine
+  0.10.7 (imported by the mmselfsup configs only).
+
+:func:`apply` installs the first two changes to mmengine; importing sema_mm
+calls it once.
+"""
+from .atomic_checkpoints import use_atomic_local_writes
+from .checkpoint_safety import allow_mmengine_checkpoints
+
+
+def apply() -> None:
+    """Install sema_mm's changes to mmengine's checkpoint I/O."""
+    allow_mmengine_checkpoints()
+    use_atomic_local_writes()
+
+
+__all__ = ['apply']
