@@ -5,9 +5,9 @@ hook and Table A1's momentum, and builds its Runner as written (full-size
 model) and on the embedded digits (tiny architecture of the same family, see
 :mod:`sema_mm.selfsup.digits_runs`). The SEMA variant of each model family
 (ResNet, DeiT/ViT, Swin, ConvNeXt) trains 2 epochs through ``tools/train.py``
-in a subprocess: it switches at the end of each epoch (the model then holds the EMA,
-checked by ``tests.rank_probe``) and validates top-1. The CIFAR-100 ResNet-18
-SEMA config trains through mmpretrain's own ``tools/train.py``.
+in a subprocess: it switches at the end of each epoch (the model then holds the
+EMA, checked by ``tests.rank_probe``) and validates top-1. The CIFAR-100
+ResNet-18 SEMA config trains through mmpretrain's own ``tools/train.py``.
 """
 import glob
 import os.path as osp

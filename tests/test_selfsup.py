@@ -2,14 +2,14 @@
 
 Every config of ``configs/selfsup`` is checked for its hooks and momenta and
 builds a Runner as written (full-size model) and on the embedded digits (tiny
-architecture of the same family, see
-:mod:`sema_mm.selfsup.digits_runs`). The SEMA variant of every method
-pre-trains 2 epochs through ``tools/train.py`` in a subprocess and switches; SimCLR (contrastive) and MAE (masked image modelling)
-are then evaluated by a linear probe on the saved backbone. For the self-
-teaching methods :class:`TeacherProbeHook` replays, after every iteration, the
-model's own teacher update (and MoCo's queue) and compares bit for bit, with
-and without ``SwitchEMAHook``, and checks that the online encoder equals the
-teacher right after each switch.
+architecture of the same family, see :mod:`sema_mm.selfsup.digits_runs`). The
+SEMA variant of every method pre-trains 2 epochs through ``tools/train.py`` in
+a subprocess and switches; SimCLR (contrastive) and MAE (masked image
+modelling) are then evaluated by a linear probe on the saved backbone. For the
+self-teaching methods :class:`TeacherProbeHook` replays, after every
+iteration, the model's own teacher update (and MoCo's queue) and compares bit
+for bit, with and without ``SwitchEMAHook``, and checks that the online encoder
+equals the teacher right after each switch.
 
 This module is also imported by the training subprocesses (through
 ``custom_imports``) for :class:`TeacherProbeHook`, and by
