@@ -2,6 +2,7 @@
 import pytest
 import torch
 
+from sema_mm.switching import SwitchSchedule
 from tests.toy import iteration_loop
 from tests.utils import Probe, make_runner, params, sema_hook
 
@@ -81,3 +82,63 @@ def test_iteration_switching_with_switch_end(tmp_path):
         tmp_path, dict(switch_by_epoch=False, switch_interval=6,
                        switch_end=20))
     assert switch_iterations(probe) == [6, 12, 18]
+
+
+# ------------------------------------------------ SwitchSchedule, no Runner
+def points(schedule: SwitchSchedule, epochs: int, iters: int):
+    """(epoch, iteration) from 1 after which ``schedule`` switches, walking
+    the hook points of an epoch-based loop."""
+    found = []
+    for epoch in range(epochs):
+        for batch_idx in range(iters):
+            it = epoch * iters + batch_idx
+            if schedule.due_after_iter(epoch, batch_idx, it):
+                found.append((epoch + 1, batch_idx + 1))
+        if schedule.due_after_epoch(epoch):
+            found.append((epoch + 1, iters))
+    return found
+
+
+def test_schedule_every_epoch_and_every_other():
+    s = SwitchSchedule().bind(8, max_epochs=3, max_iters=24)
+    assert points(s, 3, 8) == [(1, 8), (2, 8), (3, 8)]
+    assert s.iters_per_switch == 8
+    s = SwitchSchedule(interval=2).bind(8, max_epochs=4, max_iters=32)
+    assert points(s, 4, 8) == [(2, 8), (4, 8)]
+    assert s.iters_per_switch == 16
+
+
+def test_schedule_in_epoch_switches():
+    s = SwitchSchedule(per_epoch=2).bind(8, max_epochs=2, max_iters=16)
+    assert s.in_epoch_points == {4}
+    assert points(s, 2, 8) == [(1, 4), (1, 8), (2, 4), (2, 8)]
+    assert s.iters_per_switch == 4
+    s = SwitchSchedule(per_epoch=3).bind(10, max_epochs=1, max_iters=10)
+    assert sorted(s.in_epoch_points) == [3, 7]
+
+
+def test_schedule_by_iteration_and_end():
+    s = SwitchSchedule(interval=5, by_epoch=False, end=12).bind(
+        None, max_epochs=1, max_iters=20)
+    due = [i + 1 for i in range(20) if s.due_after_iter(0, i, i)]
+    assert due == [5, 10]
+    assert not s.due_after_epoch(0)
+    assert s.iters_per_switch == 5
+    s = SwitchSchedule(end=2).bind(4, max_epochs=3, max_iters=12)
+    assert points(s, 3, 4) == [(1, 4), (2, 4)]
+
+
+@pytest.mark.parametrize('kwargs, bind, message', [
+    (dict(interval=0), None, 'switch_interval must be an int >= 1'),
+    (dict(per_epoch=2, interval=2), None, 'switches_per_epoch > 1 needs'),
+    (dict(per_epoch=2, by_epoch=False), None, 'switches_per_epoch > 1 needs'),
+    (dict(end=0), None, 'switch_end must be None or >= 1'),
+    (dict(), (None, 1, 10), 'the train loop is iteration-based'),
+    (dict(end=5), (4, 3, 12), 'switch_end=5 is beyond the end'),
+    (dict(per_epoch=5), (4, 3, 12), 'exceeds the 4 iterations'),
+])
+def test_schedule_refuses_bad_settings(kwargs, bind, message):
+    with pytest.raises(ValueError, match=message):
+        schedule = SwitchSchedule(**kwargs)
+        if bind is not None:
+            schedule.bind(*bind)

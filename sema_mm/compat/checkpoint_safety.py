@@ -25,6 +25,7 @@ global outside the same list, is passed to ``torch.load`` as its
 ``pickle_module``. A local checkpoint holding anything else fails with an
 error that names the refused globals and how to load a file you trust.
 """
+import _compat_pickle
 import functools
 import os.path as osp
 import pickle
@@ -102,6 +103,11 @@ class RestrictedUnpickler(pickle.Unpickler):
     """An unpickler that resolves only allow-listed globals."""
 
     def find_class(self, module: str, name: str) -> Any:
+        # Protocol 2 (torch.save's) writes Python 2 names, e.g.
+        # __builtin__.getattr; map them as pickle's own find_class does.
+        module, name = _compat_pickle.NAME_MAPPING.get(
+            (module, name), (module, name))
+        module = _compat_pickle.IMPORT_MAPPING.get(module, module)
         allowed = _allowed_globals()
         key = f'{module}.{name}'
         if key not in allowed:

@@ -67,7 +67,9 @@ class Averager:
         return None
 
     def save(self, checkpoint: dict, ema_is_model: bool) -> None:
-        """Put the EMA into ``checkpoint`` (see :class:`OwnEMA`)."""
+        """Put the EMA into ``checkpoint`` (see :class:`OwnEMA`);
+        ``ema_is_model``: averaging has not begun, so the model's tensors
+        stand for the EMA's."""
 
     def load(self, checkpoint: dict) -> bool:
         """Restore the EMA from a resumed ``checkpoint``; whether it held
@@ -119,7 +121,7 @@ class OwnEMA(Averager):
         for name in model_state:
             key = 'module.' + name
             if key in ema_state and (name not in averaged or ema_is_model):
-                # Not averaged, or equal to the model: store the model's.
+                # Not averaged, or not averaged yet: store the model's.
                 ema_state[key] = model_state[name]
         self._swap_state_dicts(model_state, ema_state)
         checkpoint['ema_state_dict'] = ema_state

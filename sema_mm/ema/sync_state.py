@@ -17,9 +17,11 @@ EMA relates to the model's weights::
 modified in place since: their version counters are recorded at
 :meth:`ModelSync.seeded` / :meth:`ModelSync.switched`, and a later
 ``load_state_dict``, optimizer step or in-place edit by other code makes
-:attr:`ModelSync.in_sync` false again. (Writes through ``.data`` bypass
-version counters; that is why the validation swap never relies on this
-shortcut, see ``SwitchEMAHook``.)
+:attr:`ModelSync.in_sync` false again. The hook uses it for one thing only,
+to skip a switch that would copy nothing new. Validation and test swaps and
+checkpoints never rely on it (writes through ``.data`` bypass version
+counters), so weights changed by other code after a switch are always
+handled right.
 """
 import enum
 from typing import Callable, List, Optional

@@ -254,8 +254,7 @@ class SwitchEMAHook(EMAHook):
         checkpoint.setdefault('meta', {})['switch_ema'] = dict(
             num_switches=self.num_switches,
             skipped_updates=self.skipped_updates)
-        ema_is_model = not self.sync.started or self.sync.in_sync
-        self.averager.save(checkpoint, ema_is_model=ema_is_model)
+        self.averager.save(checkpoint, ema_is_model=not self.sync.started)
 
     # ------------------------------------------------------------- training
     def before_train(self, runner) -> None:
