@@ -117,7 +117,7 @@ def test_nonfinite_loss_is_not_averaged(tmp_path):
     hook = sema_hook(runner)
     warnings = logs.messages(logging.WARNING)
     assert any('non-finite weights at iteration 5' in m for m in warnings)
-    assert hook.skipped_updates >= 1
+    assert hook.nonfinite.skipped >= 1
     for p in hook.ema_model.module.parameters():
         assert torch.isfinite(p).all()
     assert hook.num_switches == 1  # the finite EMA replaced the NaN model

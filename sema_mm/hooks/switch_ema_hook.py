@@ -16,7 +16,6 @@ keeps training from there::
 This file is the hook's lifecycle: when to seed, update, switch and save.
 """
 import logging
-import math
 from typing import Optional, Sequence
 
 from mmengine.hooks import EMAHook
@@ -26,6 +25,7 @@ from mmengine.registry import HOOKS
 from mmengine.runner import IterBasedTrainLoop
 
 from ..ema.averagers import build_averager
+from ..ema.nonfinite import NonfiniteGuard
 from ..ema.sync_state import ModelSync
 from ..ema.tensor_pairs import all_finite
 from ..errors import require
@@ -33,8 +33,6 @@ from ..switching.norm_stats import NORM_STATS_POLICIES, SwitchContext
 from ..switching.pullback import log_pullback
 from ..switching.rank_check import check_ranks_agree
 from ..switching.schedule import SwitchSchedule
-
-NONFINITE_CHECKS = ('loss', 'weights', None)
 
 
 @HOOKS.register_module()
@@ -49,20 +47,17 @@ class SwitchEMAHook(EMAHook):
     epoch, before that epoch's validation and checkpoint. The optimizer state
     is left as it is.
 
-    The hook only decides *when* to seed, update, switch and save; *what* is
-    averaged and how lives in an :class:`~sema_mm.ema.averagers.Averager`
-    (a separate EMA, or the model's own momentum teacher), the switch
-    points in a :class:`~sema_mm.switching.SwitchSchedule`, the relation of
-    EMA and model in a :class:`~sema_mm.ema.sync_state.ModelSync`, and what
-    happens to normalisation statistics in
-    :data:`~sema_mm.switching.norm_stats.NORM_STATS_POLICIES`.
+    The hook decides *when* to seed, update, switch and save. *What* is
+    averaged lives in an :class:`~sema_mm.ema.averagers.Averager` (a separate
+    EMA, or the model's momentum teacher), the switch points in a
+    :class:`~sema_mm.switching.SwitchSchedule`, the EMA's relation to the
+    model in a :class:`~sema_mm.ema.ModelSync`, normalisation statistics in
+    :data:`~sema_mm.switching.NORM_STATS_POLICIES`.
 
     It subclasses mmengine's :class:`~mmengine.hooks.EMAHook` for identity
-    only (code that looks for an EMA hook with ``isinstance(h, EMAHook)``
-    finds it, and it refuses to run beside another): every hook method is
-    its own and nothing of EMAHook's implementation is used. Like EMAHook,
-    validation and test see the EMA (swapped in, then back), and
-    ``ema_model`` is the averaged model.
+    only (``isinstance(h, EMAHook)`` finds it; it refuses to run beside
+    another EMA hook); every hook method is its own. As with EMAHook,
+    validation and test see the EMA, and ``ema_model`` is the averaged model.
 
     Args:
         momentum (float): Weight of the new weights in each EMA update,
@@ -70,76 +65,51 @@ class SwitchEMAHook(EMAHook):
             weights``. The paper's (and timm's) decay ``alpha`` is ``1 -
             momentum``: alpha = 0.999 is ``momentum=1e-3`` (the default).
             Must lie in (0, 0.5].
-        switch_interval (int): Switch every ``switch_interval`` epochs
-            (``switch_by_epoch=True``) or iterations. Defaults to 1.
-        switch_by_epoch (bool): Count ``switch_interval`` in epochs (switch
-            in ``after_train_epoch``) or in iterations (switch after the
-            EMA update of every ``switch_interval``-th iteration; use this for
+        switch_interval (int): Switch every this many epochs, or iterations
+            with ``switch_by_epoch=False``. Defaults to 1.
+        switch_by_epoch (bool): Count ``switch_interval`` in epochs, or in
+            iterations (switch after that iteration's update; needed for
             ``IterBasedTrainLoop``). Defaults to True.
-        switches_per_epoch (int): With ``switch_by_epoch``, switch this many
-            times per epoch, at evenly spaced iterations, the last one at the
-            epoch end: 2 is the paper's half-epoch switching (Table 13), and
-            3 switches once per pass over a ``RepeatDataset(times=3)``.
-            Needs ``switch_interval=1``. Defaults to 1.
-        switch_end (int, optional): The last epoch (``switch_by_epoch``) or
-            iteration, counted from 1, after which a switch may happen;
-            later the hook keeps a plain EMA. Defaults to None (switch until
-            the end).
-        buffers (str): What happens to buffers. ``'params'`` (default, as in
-            the paper): only parameters are averaged and switched; the model
-            keeps its own BN statistics. ``'average'``: the running
-            statistics of normalisation layers are averaged and switched too.
-            ``'recompute'``: as ``'params'``, then after each switch the BN
-            statistics are recomputed from ``bn_batches`` training batches
-            (averaged over ranks).
-        bn_batches (int): Batches used by ``buffers='recompute'``.
-            Defaults to 50.
-        exclude (Sequence[str]): Names of parameters, buffers or modules
-            kept out of averaging and switching (a name covers everything
-            under it, e.g. ``'encoder_k'``). Defaults to ().
-        auto_exclude (bool): Also exclude every submodule that is itself an
-            averaged model, i.e. the momentum teachers of MoCo
-            (``encoder_k``), BYOL (``target_net``) and MoCo v3
-            (``momentum_encoder``) in mmpretrain and mmselfsup. Their queues
-            and counters are buffers and are never averaged. Defaults to
-            True.
-        teacher (str, optional): Use the model's own momentum teacher (the
-            named averaged-model submodule) as the EMA instead of keeping a
-            second copy: the model keeps updating it as it always does, and
-            each switch copies its parameters into the online modules it
-            follows (e.g. ``encoder_k.module.0`` into ``backbone``). The
-            teacher, its momentum schedule and queues are never touched, and
-            ``momentum`` is unused. ``'auto'`` (default) does this when the
-            model has exactly one teacher that copies top-level modules of
-            the model (mmpretrain's and mmselfsup's MoCo, BYOL, MoCo v3),
-            and keeps a separate EMA otherwise; None always keeps a separate
-            EMA.
-        nonfinite_check (str, optional): How an update with non-finite
-            weights is detected and skipped (with a warning). ``'loss'``
-            (default): the iteration's loss as logged by mmengine is not
-            finite; costs nothing. ``'weights'``: every weight is checked
-            with one fused reduction per update, which costs one extra read
-            of the weights and a device synchronisation per iteration.
-            ``None``: no check. Independently of this, a non-finite EMA is
-            never switched into the model.
-        check_ranks (bool): Under distributed training, compare a checksum
-            of every rank's EMA with one collective at each switch and fail,
-            naming the first differing parameter, if the ranks disagree.
-            Costs one reduction over the EMA per switch. Defaults to False.
-        pullback_threshold (float): Warn before training when, after one
-            switch interval, the EMA still gives more than this weight to the
-            weights of the previous switch, i.e. ``(1 - momentum) **
-            updates_per_switch`` (see ``switch_guard``). Defaults to 0.5.
+        switches_per_epoch (int): Switch this many times per epoch, evenly
+            spaced, the last at the epoch end (2: the paper's half-epoch
+            switching). Defaults to 1.
+        switch_end (int, optional): Last epoch (or iteration), counted from
+            1, after which a switch may happen. Defaults to None.
+        buffers (str): Normalisation statistics: ``'params'`` (default, the
+            paper: the model keeps its own), ``'average'`` (averaged and
+            switched too) or ``'recompute'`` (re-estimated from
+            ``bn_batches`` batches after each switch); see
+            :mod:`sema_mm.switching.norm_stats`.
+        bn_batches (int): Batches for ``'recompute'``. Defaults to 50.
+        exclude (Sequence[str]): Parameters, buffers or modules kept out of
+            averaging and switching (``'encoder_k'`` covers everything under
+            it). Defaults to ().
+        auto_exclude (bool): Also exclude the model's momentum teachers
+            (submodules that are averaged models). Defaults to True.
+        teacher (str, optional): Use the model's own momentum teacher as the
+            EMA, with no second copy; ``momentum`` is then unused (see
+            :class:`~sema_mm.ema.ModelTeacher`). ``'auto'`` (default) does
+            this for a model with exactly one such teacher (MoCo, BYOL, MoCo
+            v3); None keeps a separate EMA.
+        nonfinite_check (str, optional): Skip (and warn about) an update
+            whose weights are not finite, judged by the logged loss
+            (``'loss'``, default, free), by every weight (``'weights'``: one
+            fused reduction and a device sync per update) or not at all
+            (None). A non-finite EMA is never switched in.
+        check_ranks (bool): Under DDP, compare a checksum of every rank's
+            EMA at each switch and fail, naming the first differing
+            parameter. Defaults to False.
+        pullback_threshold (float): Warn before training when the switch
+            pulls the model back by more than this (see
+            :mod:`sema_mm.switching.pullback`). Defaults to 0.5.
         ema_type (str): Registered averaged model holding the EMA.
-            Defaults to ``'FusedEMA'``; mmengine's
-            ``'ExponentialMovingAverage'`` and mmdet's ``'ExpMomentumEMA'``
-            work too (with their own, per-tensor update).
-        begin_iter (int): Iteration (0-based) of the first EMA update.
-            Mutually exclusive with ``begin_epoch``. Defaults to 0.
+            Defaults to ``'FusedEMA'``.
+        begin_iter (int): Iteration (0-based) of the first update; the EMA
+            is seeded from the weights then. Defaults to 0.
         begin_epoch (int): Epoch (0-based) whose first iteration is the first
-            EMA update. Defaults to 0.
+            update; exclusive with ``begin_iter``. Defaults to 0.
         **kwargs: Passed to the averaged model, e.g. ``warmup_iters``,
-            ``interval`` or ``device`` for ``FusedEMA``.
+            ``interval`` or ``device`` (``'cpu'``) for ``FusedEMA``.
     """
 
     priority = 'NORMAL'
@@ -184,10 +154,7 @@ class SwitchEMAHook(EMAHook):
             buffers in NORM_STATS_POLICIES,
             f'buffers must be one of {tuple(NORM_STATS_POLICIES)}, got '
             f'{buffers!r}.')
-        require(
-            nonfinite_check in NONFINITE_CHECKS,
-            f'nonfinite_check must be one of {NONFINITE_CHECKS}, got '
-            f'{nonfinite_check!r}.')
+        self.nonfinite = NonfiniteGuard(nonfinite_check)
         require(0 < pullback_threshold < 1,
                 'pullback_threshold must lie in (0, 1), got '
                 f'{pullback_threshold!r}.')
@@ -208,11 +175,9 @@ class SwitchEMAHook(EMAHook):
         self.exclude = tuple(exclude)
         self.auto_exclude = auto_exclude
         self.teacher = teacher
-        self.nonfinite_check = nonfinite_check
         self.check_ranks = check_ranks
         self.pullback_threshold = pullback_threshold
         self.num_switches = 0
-        self.skipped_updates = 0
         self._resumed_at: Optional[int] = None
 
     # ------------------------------------------------------------------ build
@@ -244,7 +209,7 @@ class SwitchEMAHook(EMAHook):
             return  # load_from / test: the EMA starts from loaded weights
         state = checkpoint.get('meta', {}).get('switch_ema', {})
         self.num_switches = state.get('num_switches', 0)
-        self.skipped_updates = state.get('skipped_updates', 0)
+        self.nonfinite.skipped = state.get('skipped_updates', 0)
         if self.averager.load(checkpoint):
             self._resumed_at = checkpoint['meta']['iter']
 
@@ -253,7 +218,7 @@ class SwitchEMAHook(EMAHook):
         ``meta['switch_ema']``."""
         checkpoint.setdefault('meta', {})['switch_ema'] = dict(
             num_switches=self.num_switches,
-            skipped_updates=self.skipped_updates)
+            skipped_updates=self.nonfinite.skipped)
         self.averager.save(checkpoint, ema_is_model=not self.sync.started)
 
     # ------------------------------------------------------------- training
@@ -304,10 +269,10 @@ class SwitchEMAHook(EMAHook):
             return
         if self.averager.updated_by_model:
             self.sync.updated()
-        elif getattr(runner.optim_wrapper, 'should_update', lambda: True)():
-            if self._weights_finite(runner):
-                self.averager.update()
-                self.sync.updated()
+        elif getattr(runner.optim_wrapper, 'should_update', lambda: True)(
+        ) and self.nonfinite.allows_update(runner, self.averager.pairs):
+            self.averager.update()
+            self.sync.updated()
         if self.schedule.due_after_iter(runner.epoch, batch_idx, runner.iter):
             self._switch(runner, f'iteration {runner.iter + 1}')
 
@@ -315,24 +280,6 @@ class SwitchEMAHook(EMAHook):
         """Switch at the end of every ``switch_interval``-th epoch."""
         if self.schedule.due_after_epoch(runner.epoch):
             self._switch(runner, f'the end of epoch {runner.epoch + 1}')
-
-    def _weights_finite(self, runner) -> bool:
-        """Whether this iteration's weights may enter the average."""
-        if self.nonfinite_check == 'loss':
-            loss = runner.message_hub.log_scalars.get('train/loss')
-            finite = loss is None or math.isfinite(loss.current())
-        elif self.nonfinite_check == 'weights':
-            finite = all_finite(self.averager.pairs.source_tensors())
-        else:
-            finite = True
-        if not finite:
-            self.skipped_updates += 1
-            print_log(
-                f'SwitchEMAHook: non-finite weights at iteration '
-                f'{runner.iter + 1} were not averaged into the EMA '
-                f'({self.skipped_updates} updates skipped so far).',
-                logger='current', level=logging.WARNING)
-        return finite
 
     def _switch(self, runner, where: str) -> None:
         """Copy the EMA into the model (the SEMA switch)."""
@@ -375,17 +322,12 @@ class SwitchEMAHook(EMAHook):
             self.averager.pairs.swap()
 
     def before_val_epoch(self, runner) -> None:
-        """Evaluate the EMA."""
+        """Evaluate (or test) the EMA."""
         self._swap()
 
     def after_val_epoch(self, runner, metrics=None) -> None:
         """Restore the model's weights."""
         self._swap()
 
-    def before_test_epoch(self, runner) -> None:
-        """Test the EMA."""
-        self._swap()
-
-    def after_test_epoch(self, runner, metrics=None) -> None:
-        """Restore the model's weights."""
-        self._swap()
+    before_test_epoch = before_val_epoch
+    after_test_epoch = after_val_epoch
