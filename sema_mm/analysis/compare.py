@@ -58,6 +58,7 @@ from .results import (
     plot_curves,
     read_run,
     summarise_variant,
+    switch_table,
 )
 from .variants import Variant, apply_variant, is_epoch_based, set_epochs
 
@@ -429,6 +430,8 @@ class ConfigResult:
         summaries (list): One :class:`VariantSummary` per variant.
         table (str): The Markdown table.
         plot (str, optional): The PNG written.
+        switches (str): The Markdown table of each run's SEMA switches
+            (``''`` when no run switched).
     """
 
     name: str
@@ -438,6 +441,7 @@ class ConfigResult:
     summaries: List[VariantSummary]
     table: str
     plot: Optional[str] = None
+    switches: str = ''
 
 
 def collect(runs: Sequence[Run], metric: Optional[str] = None,
@@ -481,7 +485,8 @@ def collect(runs: Sequence[Run], metric: Optional[str] = None,
                      for r in vruns},
                     {r.seed: loss_curve(logs[id(r)]) for r in vruns},
                     how,
-                    [w for w in walls if w is not None]))
+                    [w for w in walls if w is not None],
+                    {r.seed: logs[id(r)].switch_distance() for r in vruns}))
         table = markdown_table(summaries, chosen, how, step_name)
         plot = None
         if plot_dir is not None:
@@ -490,9 +495,11 @@ def collect(runs: Sequence[Run], metric: Optional[str] = None,
             plot = plot_curves(
                 summaries, chosen, osp.join(plot_dir, f'{name}_{safe}.png'),
                 title=name, step_name=step_name)
+        switches = switch_table([(r.variant.label, r.seed, logs[id(r)])
+                                 for r in mine])
         results.append(
             ConfigResult(name, chosen, how, step_name, summaries, table,
-                         plot))
+                         plot, switches))
     return results
 
 
@@ -507,6 +514,8 @@ def write_report(results: Sequence[ConfigResult], work_root: str,
     for res in results:
         parts.append(f'### {res.name}: val {res.metric}\n')
         parts.append(res.table + '\n')
+        if res.switches:
+            parts.append('SEMA switches per run:\n\n' + res.switches + '\n')
         if res.plot:
             parts.append(f'![{res.name}]({osp.relpath(res.plot, work_root)})'
                          '\n')

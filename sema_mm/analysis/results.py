@@ -4,9 +4,11 @@ Each run of a comparison is an mmengine work dir. Its ``<timestamp>/vis_data
 /scalars.json`` files (one per start: a resumed run has two) hold one JSON
 object per line: training lines carry ``iter`` (``loss``, ``lr``, ...,
 ``epoch`` for epoch-based loops), validation lines do not (the metrics, with
-``step`` = the epoch, or the iteration for iteration-based loops). Later
-files override earlier ones step by step, so a crashed and resumed run reads
-as one.
+``step`` = the epoch, or the iteration for iteration-based loops), and
+SwitchEMAHook's lines carry ``sema/...`` scalars with ``step`` = the
+iteration of the switch (see :mod:`sema_mm.switching.scalars`). Later files
+override earlier ones step by step, so a crashed and resumed run reads as
+one.
 
 :func:`summarise` reduces the runs of one config (variant -> seed -> curve)
 to means and sample standard deviations (``n - 1`` in the denominator) over
@@ -18,7 +20,9 @@ import math
 import os.path as osp
 import statistics
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from ..switching.scalars import PREFIX as SWITCH_PREFIX
 
 #: Metric keys tried, in order, when none is given.
 KNOWN_METRICS = ('accuracy/top1', 'coco/bbox_mAP', 'coco/segm_mAP', 'mIoU',
@@ -37,12 +41,32 @@ class RunLog:
     Attributes:
         val (dict): Validation step (epoch or iteration) -> its line.
         train (dict): Epoch (or iteration) -> its last training line.
+        switches (dict): Iteration of each SEMA switch -> its ``sema/``
+            scalars.
         log_dirs (list): The mmengine log dirs read, oldest first.
     """
 
     val: Dict[int, dict] = field(default_factory=dict)
     train: Dict[int, dict] = field(default_factory=dict)
+    switches: Dict[int, dict] = field(default_factory=dict)
     log_dirs: List[str] = field(default_factory=list)
+
+    def switch_distance(self) -> Dict[float, float]:
+        """Switch distance by the switch's epoch (its iteration in
+        iteration-based loops)."""
+        return {
+            row.get('sema/epoch', step): row['sema/switch_distance']
+            for step, row in sorted(self.switches.items())
+            if 'sema/switch_distance' in row
+        }
+
+    def switch_counts(self) -> tuple:
+        """(switches, skipped updates) at the last switch, or (0, 0)."""
+        if not self.switches:
+            return 0, 0
+        last = self.switches[max(self.switches)]
+        return (int(last.get('sema/switches', 0)),
+                int(last.get('sema/skipped_updates', 0)))
 
 
 def find_log_dirs(work_dir: str) -> List[str]:
@@ -74,6 +98,8 @@ def read_scalars(path: str, log: Optional[RunLog] = None) -> RunLog:
             if 'iter' in row:
                 key = int(row.get('epoch', row['iter']))
                 log.train[key] = row
+            elif any(k.startswith(SWITCH_PREFIX) for k in row):
+                log.switches[int(row['step'])] = row
             elif 'step' in row:
                 log.val[int(row['step'])] = row
     return log
@@ -167,6 +193,8 @@ class VariantSummary:
         loss (dict): Step -> (mean, std) of the training loss.
         final_values (list): Each run's last value, in seed order.
         wall_s (tuple): Mean and std of the training time, if known.
+        switch_distance (dict): Epoch (or iteration) of a switch -> (mean,
+            std) of the SEMA switch distance; empty without switches.
     """
 
     label: str
@@ -178,6 +206,16 @@ class VariantSummary:
     loss: Dict[int, tuple]
     final_values: List[float]
     wall_s: tuple = (math.nan, math.nan)
+    switch_distance: Dict[float, tuple] = field(default_factory=dict)
+
+
+def _mean_curves(curves: Dict[int, Dict]) -> Dict:
+    """Step -> (mean, std) over the curves that have the step."""
+    steps = sorted({st for c in curves.values() for st in c})
+    return {
+        st: mean_std([c[st] for c in curves.values() if st in c])
+        for st in steps
+    }
 
 
 def _better(rule: str):
@@ -187,7 +225,9 @@ def _better(rule: str):
 def summarise_variant(label: str, curves: Dict[int, Dict[int, float]],
                       losses: Optional[Dict[int, Dict[int, float]]] = None,
                       rule: str = 'greater',
-                      wall_s: Optional[Sequence[float]] = None
+                      wall_s: Optional[Sequence[float]] = None,
+                      distances: Optional[Dict[int, Dict[float,
+                                                         float]]] = None
                       ) -> VariantSummary:
     """Reduce the runs of one variant.
 
@@ -197,6 +237,7 @@ def summarise_variant(label: str, curves: Dict[int, Dict[int, float]],
         losses (dict, optional): Seed -> (step -> training loss).
         rule (str): ``'greater'`` or ``'less'``: which values are better.
         wall_s (Sequence[float], optional): Training seconds of each run.
+        distances (dict, optional): Seed -> (epoch -> switch distance).
 
     Returns:
         VariantSummary: The summary (NaN where no run logged anything).
@@ -214,13 +255,6 @@ def summarise_variant(label: str, curves: Dict[int, Dict[int, float]],
     common = [st for st in steps if all(st in curves[s] for s in seeds)]
     best_step = better(common, key=lambda st: curve[st][0]) \
         if common else None
-    loss = {}
-    if losses:
-        loss_steps = sorted({st for c in losses.values() for st in c})
-        loss = {
-            st: mean_std([c[st] for c in losses.values() if st in c])
-            for st in loss_steps
-        }
     return VariantSummary(
         label=label,
         seeds=seeds,
@@ -228,9 +262,10 @@ def summarise_variant(label: str, curves: Dict[int, Dict[int, float]],
         best=mean_std(bests),
         best_step=best_step,
         curve=curve,
-        loss=loss,
+        loss=_mean_curves(losses or {}),
         final_values=finals,
-        wall_s=mean_std(wall_s) if wall_s else (math.nan, math.nan))
+        wall_s=mean_std(wall_s) if wall_s else (math.nan, math.nan),
+        switch_distance=_mean_curves(distances or {}))
 
 
 def gain(summary: VariantSummary, reference: Optional[VariantSummary],
@@ -300,10 +335,38 @@ def markdown_table(summaries: Sequence[VariantSummary], metric: str,
     return '\n'.join(lines)
 
 
+def switch_table(runs: Sequence[Tuple[str, int, RunLog]]) -> str:
+    """A Markdown table of the SEMA switches of each run that switched.
+
+    Args:
+        runs (Sequence[tuple]): (variant, seed, log) of each run.
+
+    Returns:
+        str: The table (switches, skipped EMA updates, first and last switch
+        distance per run), or ``''`` when no run switched.
+    """
+    lines = []
+    for label, seed, log in runs:
+        distance = log.switch_distance()
+        if not distance:
+            continue
+        switches, skipped = log.switch_counts()
+        first, last = distance[min(distance)], distance[max(distance)]
+        lines.append(f'| {label} | {seed} | {switches} | {skipped} | '
+                     f'{first:.3g} | {last:.3g} |')
+    if not lines:
+        return ''
+    return '\n'.join([
+        '| variant | seed | switches | skipped updates | first switch '
+        'distance | last switch distance |', '|---|---|---|---|---|---|'
+    ] + lines)
+
+
 def plot_curves(summaries: Sequence[VariantSummary], metric: str, path: str,
                 title: str = '', step_name: str = 'epoch') -> str:
-    """Plot the metric (mean ± std band over seeds) and the training loss
-    against the step for every variant, like the paper's Figure 1.
+    """Plot the metric (mean ± std band over seeds), the training loss and,
+    for variants that switch, the SEMA switch distance against the step for
+    every variant, like the paper's Figure 1.
 
     Args:
         summaries (Sequence[VariantSummary]): One per variant.
@@ -319,14 +382,15 @@ def plot_curves(summaries: Sequence[VariantSummary], metric: str, path: str,
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
 
-    has_loss = any(s.loss for s in summaries)
-    fig, axes = plt.subplots(
-        1, 2 if has_loss else 1, figsize=(11 if has_loss else 6, 4),
-        squeeze=False)
+    panels = [True, any(s.loss for s in summaries),
+              any(s.switch_distance for s in summaries)]
+    fig, axes = plt.subplots(1, sum(panels), figsize=(0.5 + 5.25 * sum(
+        panels), 4), squeeze=False)
+    axes = iter(axes[0])
     # Each later line a little thinner, so that equal curves (EMA does not
     # change the training loss) stay visible on top of each other.
     widths = [max(0.8, 2.6 - 0.5 * i) for i in range(len(summaries))]
-    ax = axes[0][0]
+    ax = next(axes)
     for s, lw in zip(summaries, widths):
         if not s.curve:
             continue
@@ -342,20 +406,86 @@ def plot_curves(summaries: Sequence[VariantSummary], metric: str, path: str,
     ax.set_ylabel(f'val {metric} (mean ± std over seeds)')
     ax.grid(alpha=0.3)
     ax.legend()
-    if has_loss:
-        ax = axes[0][1]
+    for shown, key, ylabel in (
+            (panels[1], 'loss', 'training loss (mean over seeds)'),
+            (panels[2], 'switch_distance',
+             'SEMA switch distance ||w - ema|| / ||w||')):
+        if not shown:
+            continue
+        ax = next(axes)
         for s, lw in zip(summaries, widths):
-            if s.loss:
-                steps = sorted(s.loss)
-                ax.plot(steps, [s.loss[st][0] for st in steps],
-                        linewidth=lw, label=s.label)
+            curve = getattr(s, key)
+            if curve:
+                steps = sorted(curve)
+                ax.plot(steps, [curve[st][0] for st in steps],
+                        linewidth=lw, label=s.label,
+                        marker='o' if key == 'switch_distance' else None)
         ax.set_xlabel(step_name)
-        ax.set_ylabel('training loss (mean over seeds)')
+        ax.set_ylabel(ylabel)
         ax.set_yscale('log')
         ax.grid(alpha=0.3)
         ax.legend()
     if title:
         fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def scalar_curve(log: RunLog, key: str) -> Dict[float, float]:
+    """Step -> value of any logged scalar ``key``: a validation metric (by
+    its step), a training scalar such as ``loss`` or ``lr`` (by epoch, or
+    iteration), or a SEMA scalar such as ``sema/switch_distance`` (by the
+    switch's epoch, or iteration)."""
+    if key.startswith(SWITCH_PREFIX):
+        return {
+            row.get(f'{SWITCH_PREFIX}epoch', step): float(row[key])
+            for step, row in sorted(log.switches.items()) if key in row
+        }
+    for rows in (log.val, log.train):
+        curve = {
+            step: float(row[key])
+            for step, row in sorted(rows.items())
+            if isinstance(row.get(key), (int, float))
+        }
+        if curve:
+            return curve
+    return {}
+
+
+def plot_scalars(logs: Dict[str, RunLog], keys: Sequence[str],
+                 path: str, logy: Sequence[str] = ()) -> str:
+    """Plot ``keys`` (one panel each) of every run in ``logs`` to a PNG.
+
+    Args:
+        logs (dict): Run label -> its log.
+        keys (Sequence[str]): Scalars to plot (see :func:`scalar_curve`).
+        path (str): The PNG to write.
+        logy (Sequence[str]): Keys plotted on a log scale.
+
+    Returns:
+        str: ``path``.
+    """
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(keys), figsize=(0.5 + 5.25 * len(keys),
+                                                    4), squeeze=False)
+    for ax, key in zip(axes[0], keys):
+        for label, log in logs.items():
+            curve = scalar_curve(log, key)
+            if curve:
+                steps = sorted(curve)
+                ax.plot(steps, [curve[st] for st in steps], label=label,
+                        marker='o' if key.startswith(SWITCH_PREFIX) else None)
+        ax.set_xlabel('epoch (iteration for iteration-based runs)')
+        ax.set_ylabel(key)
+        if key in logy:
+            ax.set_yscale('log')
+        ax.grid(alpha=0.3)
+        ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -40,6 +40,7 @@ FUSED: Dict[str, bool] = {
     'copy_': _works(lambda: torch._foreach_copy_(_tiny(), _tiny())),
     'clone': _works(lambda: torch._foreach_clone(_tiny())),
     'lerp_': _works(lambda: torch._foreach_lerp_(_tiny(), _tiny(), 0.5)),
+    'sub': _works(lambda: torch._foreach_sub(_tiny(), _tiny())),
     'norm': _works(lambda: torch._foreach_norm(_tiny(), 2.)),
     'norm_inf': _works(lambda: torch._foreach_norm(_tiny(), math.inf)),
     'norm_dtype': _works(
@@ -72,6 +73,13 @@ def foreach_lerp_(dst: List[Tensor], src: List[Tensor],
     else:
         for d, s in zip(dst, src):
             d.lerp_(s, weight)
+
+
+def foreach_sub(a: List[Tensor], b: List[Tensor]) -> List[Tensor]:
+    """``x - y`` for every pair (new tensors)."""
+    if FUSED['sub']:
+        return list(torch._foreach_sub(a, b))
+    return [x - y for x, y in zip(a, b)]
 
 
 def foreach_norm(tensors: List[Tensor],

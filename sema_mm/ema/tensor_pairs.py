@@ -18,6 +18,7 @@ returns before the data has arrived, so reading it without that wait would
 read stale memory. Once-per-epoch operations (seed, switch, swap) between
 devices are plain blocking copies.
 """
+import math
 from collections import defaultdict
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
@@ -29,7 +30,12 @@ from ..compat.torch_ops import (
     foreach_copy_,
     foreach_lerp_,
     foreach_norm,
+    foreach_sub,
 )
+
+#: Elements per fused difference in :meth:`TensorPairs.relative_distance`:
+#: bounds its temporary memory (2**24 float32 values are 64 MiB).
+DISTANCE_CHUNK = 2**24
 
 
 def named_tensors(module: nn.Module) -> Dict[str, Tensor]:
@@ -154,6 +160,37 @@ class TensorPairs:
             tmp = foreach_clone(g.avg)
             foreach_copy_(g.avg, g.src)
             foreach_copy_(g.src, tmp)
+
+    @torch.no_grad()
+    def relative_distance(self) -> float:
+        """``||src - avg|| / ||src||`` over all pairs (global 2-norms): how
+        far copying the averaged tensors into the source moves it.
+
+        The differences are formed in chunks of at most
+        :data:`DISTANCE_CHUNK` elements, each with fused kernels, so the
+        temporary memory stays bounded; the sums are read to the host at
+        the end.
+        """
+        diff_sq, src_sq = [], []
+        staged = [g.stage() for g in self._groups]
+        self._wait_for_staging()
+        for group, src in zip(self._groups, staged):
+            start = 0
+            while start < len(src):
+                stop, size = start, 0
+                while stop < len(src) and (stop == start or size + src[
+                        stop].numel() <= DISTANCE_CHUNK):
+                    size += src[stop].numel()
+                    stop += 1
+                diffs = foreach_sub(src[start:stop], group.avg[start:stop])
+                for part, out in ((diffs, diff_sq),
+                                  (src[start:stop], src_sq)):
+                    norms = foreach_norm(part, 2., dtype=torch.float32)
+                    out.append(torch.stack(norms).square().sum())
+                start = stop
+        src_norm = math.sqrt(sum(float(t) for t in src_sq))
+        diff_norm = math.sqrt(sum(float(t) for t in diff_sq))
+        return diff_norm / max(src_norm, torch.finfo(torch.float32).tiny)
 
     def averaged_tensors(self) -> List[Tensor]:
         """The averaged tensors, in group order."""

@@ -32,6 +32,7 @@ from ..errors import require
 from ..switching.norm_stats import NORM_STATS_POLICIES, SwitchContext
 from ..switching.pullback import log_pullback
 from ..switching.rank_check import check_ranks_agree
+from ..switching.scalars import record_switch
 from ..switching.schedule import SwitchSchedule
 
 
@@ -274,15 +275,21 @@ class SwitchEMAHook(EMAHook):
             self.averager.update()
             self.sync.updated()
         if self.schedule.due_after_iter(runner.epoch, batch_idx, runner.iter):
-            self._switch(runner, f'iteration {runner.iter + 1}')
+            per_epoch = self.schedule.iters_per_epoch
+            self._switch(
+                runner, f'iteration {runner.iter + 1}', runner.iter + 1,
+                per_epoch and runner.epoch + (batch_idx + 1) / per_epoch)
 
     def after_train_epoch(self, runner) -> None:
         """Switch at the end of every ``switch_interval``-th epoch."""
         if self.schedule.due_after_epoch(runner.epoch):
-            self._switch(runner, f'the end of epoch {runner.epoch + 1}')
+            self._switch(runner, f'the end of epoch {runner.epoch + 1}',
+                         runner.iter, runner.epoch + 1)
 
-    def _switch(self, runner, where: str) -> None:
-        """Copy the EMA into the model (the SEMA switch)."""
+    def _switch(self, runner, where: str, step: int,
+                epoch: Optional[float]) -> None:
+        """Copy the EMA into the model (the SEMA switch); record it at
+        ``step`` (iterations done) and ``epoch`` (progress in epochs)."""
         pairs = self.averager.pairs
         if not self.sync.started or self.sync.in_sync:
             return
@@ -295,6 +302,7 @@ class SwitchEMAHook(EMAHook):
         if self.check_ranks:
             check_ranks_agree(pairs, where)
         self.num_switches += 1
+        distance = pairs.relative_distance()
         context = SwitchContext(
             model=self.src_model, ema_module=self.ema_model.module,
             skip=self.averager.excluded,
@@ -303,10 +311,13 @@ class SwitchEMAHook(EMAHook):
         if self.norm_stats.before_switch:
             self.norm_stats.before_switch(context)
         pairs.copy_to_source()
-        message = f'SwitchEMAHook: switch {self.num_switches} at {where}'
+        message = (f'SwitchEMAHook: switch {self.num_switches} at {where} '
+                   f'(moved the model by {distance:.3g} of its norm)')
         if self.norm_stats.after_switch:
             message += self.norm_stats.after_switch(context)
         self.sync.switched()
+        record_switch(runner, step, distance, self.num_switches,
+                      self.nonfinite.skipped, epoch)
         print_log(message, logger='current')
 
     # --------------------------------------------------- validation / test
