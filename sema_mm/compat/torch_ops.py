@@ -31,8 +31,8 @@ def _works(call: Callable[[], object]) -> bool:
     return True
 
 
-def _tiny() -> List[Tensor]:
-    return [torch.ones(2), torch.ones(3)]
+def _tiny(dtype: torch.dtype = torch.float32) -> List[Tensor]:
+    return [torch.ones(2, dtype=dtype), torch.ones(3, dtype=dtype)]
 
 
 #: Operation -> whether this torch runs it as a fused kernel.
@@ -40,6 +40,11 @@ FUSED: Dict[str, bool] = {
     'copy_': _works(lambda: torch._foreach_copy_(_tiny(), _tiny())),
     'clone': _works(lambda: torch._foreach_clone(_tiny())),
     'lerp_': _works(lambda: torch._foreach_lerp_(_tiny(), _tiny(), 0.5)),
+    # torch 2.0 has no CPU lerp kernel for float16.
+    'lerp_half_cpu': _works(lambda: torch._foreach_lerp_(
+        _tiny(torch.half), _tiny(torch.half), 0.5)) and _works(
+            lambda: torch.ones(2, dtype=torch.half).lerp_(
+                torch.ones(2, dtype=torch.half), 0.5)),
     'sub': _works(lambda: torch._foreach_sub(_tiny(), _tiny())),
     'norm': _works(lambda: torch._foreach_norm(_tiny(), 2.)),
     'norm_inf': _works(lambda: torch._foreach_norm(_tiny(), math.inf)),
@@ -68,7 +73,10 @@ def foreach_clone(tensors: List[Tensor]) -> List[Tensor]:
 def foreach_lerp_(dst: List[Tensor], src: List[Tensor],
                   weight: float) -> None:
     """``d = d + weight * (s - d)`` for every pair (``torch.lerp``)."""
-    if FUSED['lerp_']:
+    if (dst and dst[0].dtype == torch.half and dst[0].device.type == 'cpu'
+            and not FUSED['lerp_half_cpu']):
+        torch._foreach_add_(dst, foreach_sub(src, dst), alpha=weight)
+    elif FUSED['lerp_']:
         torch._foreach_lerp_(dst, src, weight)
     else:
         for d, s in zip(dst, src):
