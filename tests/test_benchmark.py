@@ -7,6 +7,7 @@ the EMA-type hooks only.
 """
 import importlib.util
 import os.path as osp
+import sys
 
 import pytest
 import torch
@@ -27,9 +28,12 @@ def cells(row: str):
     return [c.strip() for c in row.strip().strip('|').split('|')]
 
 
-def test_update_and_switch_rows(bench):
+@pytest.mark.parametrize('ema_device', [None, torch.device('cpu')],
+                         ids=['same', 'cpu'])
+def test_update_and_switch_rows(bench, ema_device):
     update, switch = map(
-        cells, bench.bench_model('resnet50', torch.device('cpu'), 0, 1))
+        cells,
+        bench.bench_model('resnet50', torch.device('cpu'), 0, 1, ema_device))
     assert update[:4] == ['resnet50', '23.5M', '159', 'update']
     fused, mmengine, floor = (float(x) for x in update[4:7])
     assert min(fused, mmengine, floor) > 0
@@ -38,6 +42,25 @@ def test_update_and_switch_rows(bench):
     assert float(update[9].rstrip('x')) == pytest.approx(
         mmengine / floor, abs=0.01)
     assert switch[3] == 'switch'
+
+
+def test_ema_device_option(bench, monkeypatch, capsys):
+    """``--ema-device`` reaches the table (named in its header), which keeps
+    its columns; with ``--train`` it is refused."""
+    argv = ['benchmark.py', '--models', 'resnet50', '--warmup', '0',
+            '--repeat', '1', '--ema-device', 'cpu']
+    monkeypatch.setattr(sys, 'argv', argv)
+    bench.main()
+    out = capsys.readouterr().out
+    assert 'device: cpu, EMA on: cpu' in out
+    rows = [cells(r) for r in out.splitlines() if r.startswith('| resnet50')]
+    assert [r[3] for r in rows] == ['update', 'switch']
+    assert all(len(r) == 10 for r in rows)
+    monkeypatch.setattr(sys, 'argv', ['benchmark.py', '--train',
+                                      '--ema-device', 'cpu'])
+    with pytest.raises(SystemExit):
+        bench.main()
+    assert '--ema-device' in capsys.readouterr().err
 
 
 def test_training_rows_and_hook_profile(bench):

@@ -132,7 +132,12 @@ class CPUAmpOptimWrapper(AmpOptimWrapper):
     def __init__(self, **kwargs) -> None:
         OptimWrapper.__init__(self, **kwargs)
         self._scale_update_param = None
-        self.loss_scaler = torch.amp.GradScaler('cpu', enabled=False)
+        # torch.amp.GradScaler appeared in torch 2.3; a disabled CUDA scaler
+        # is the same no-op on older torch.
+        self.loss_scaler = (
+            torch.amp.GradScaler('cpu', enabled=False) if hasattr(
+                torch.amp, 'GradScaler') else torch.cuda.amp.GradScaler(
+                    enabled=False))
         self.cast_dtype = torch.bfloat16
 
 

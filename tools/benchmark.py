@@ -13,6 +13,13 @@ prints, measured in one process and interleaved round-robin:
 
 Times are medians over ``--repeat`` runs after ``--warmup`` runs.
 
+``--ema-device`` keeps both EMAs on another device than the model, e.g. on
+the host for a model on a GPU (``--device cuda --ema-device cpu``,
+SwitchEMAHook's ``device='cpu'``); the columns stay the same. The floor is
+then what any update across devices must do: copy the flat model buffer to
+the EMA's device (into pinned memory on the host, waiting for it) and
+``lerp_`` there; the switch floor is one flat copy back.
+
 ``--train`` measures whole training iterations instead: the demo config
 (``configs/demo/resnet_digits_sema.py``, ResNet-18 with 16 base channels on
 the digits, 40 iterations of batch 32 per epoch) is trained with no EMA,
@@ -33,7 +40,8 @@ update) and ``after_train_epoch`` (SEMA's switch) in the timed epochs.
 Usage::
 
     python tools/benchmark.py [--models resnet50 mask_rcnn vit_b]
-                              [--device cpu] [--repeat 20]
+                              [--device cpu] [--ema-device DEVICE]
+                              [--repeat 20]
     python tools/benchmark.py --train [--train-repeat 3]
                               [--train-epochs 5] [--threads 1]
                               [--profile-hooks]
@@ -43,7 +51,16 @@ import os.path as osp
 import statistics
 import time
 import uuid
-from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import (
+    Callable,
+    Dict,
+    Iterator,
+    List,
+    Optional,
+    Sequence,
+    Tuple,
+    Union,
+)
 
 import torch
 from mmengine.model import ExponentialMovingAverage
@@ -83,41 +100,85 @@ def build_model(name: str) -> nn.Module:
     raise ValueError(f'unknown model {name!r}')
 
 
-def timed(fn: Callable[[], None], device: torch.device) -> float:
+Devices = Union[torch.device, Sequence[torch.device]]
+
+
+def synchronize(devices: Devices) -> None:
+    """Wait for the work queued on every CUDA device of ``devices``."""
+    if isinstance(devices, torch.device):
+        devices = [devices]
+    for device in devices:
+        if device.type == 'cuda':
+            torch.cuda.synchronize(device)
+
+
+def timed(fn: Callable[[], None], devices: Devices) -> float:
     """Seconds one call of ``fn`` takes (synchronised on accelerators)."""
-    if device.type == 'cuda':
-        torch.cuda.synchronize(device)
+    synchronize(devices)
     start = time.perf_counter()
     fn()
-    if device.type == 'cuda':
-        torch.cuda.synchronize(device)
+    synchronize(devices)
     return time.perf_counter() - start
 
 
-def measure(cases: Dict[str, Callable[[], None]], device: torch.device,
+def measure(cases: Dict[str, Callable[[], None]], devices: Devices,
             warmup: int, repeat: int) -> Dict[str, float]:
-    """Median seconds per case, the cases run round-robin."""
+    """Median seconds per case, the cases run round-robin; ``devices`` are
+    the devices the cases run on."""
     samples: Dict[str, List[float]] = {k: [] for k in cases}
     for i in range(warmup + repeat):
         for name, fn in cases.items():
-            t = timed(fn, device)
+            t = timed(fn, devices)
             if i >= warmup:
                 samples[name].append(t)
     return {k: statistics.median(v) for k, v in samples.items()}
 
 
-def bench_model(name: str, device: torch.device, warmup: int,
-                repeat: int) -> List[str]:
-    """Markdown table rows for one model."""
+def floor_ops(numel: int, device: torch.device, ema_device: torch.device,
+              momentum: float) -> Tuple[Callable[[], None],
+                                        Callable[[], None]]:
+    """The least an update and a switch can do for ``numel`` weights on
+    ``device`` and their EMA on ``ema_device``: one flat buffer each.
+
+    On one device the update is one ``lerp_`` and the switch one ``copy_``.
+    Across devices the update first copies the model's buffer into a
+    staging buffer on the EMA's device (pinned on the host, then waited
+    for), as ``FusedEMA`` does; the switch is one blocking copy back.
+    """
+    flat_ema = torch.zeros(numel, device=ema_device)
+    flat_src = torch.randn(numel, device=device)
+
+    def switch() -> None:
+        flat_src.copy_(flat_ema)
+
+    if flat_ema.device == flat_src.device:
+        return lambda: flat_ema.lerp_(flat_src, momentum), switch
+    to_host = flat_ema.device.type == 'cpu' and flat_src.device.type == 'cuda'
+    staged = torch.empty(numel, device=ema_device, pin_memory=to_host)
+
+    def update() -> None:
+        staged.copy_(flat_src, non_blocking=True)
+        if to_host:
+            torch.cuda.current_stream(flat_src.device).synchronize()
+        flat_ema.lerp_(staged, momentum)
+
+    return update, switch
+
+
+def bench_model(name: str, device: torch.device, warmup: int, repeat: int,
+                ema_device: Optional[torch.device] = None) -> List[str]:
+    """Markdown table rows for one model on ``device``, both EMAs on
+    ``ema_device`` (default: ``device``)."""
+    ema_device = device if ema_device is None else ema_device
     model = build_model(name).to(device)
     params = [p for p in model.parameters() if p.is_floating_point()]
     numel = sum(p.numel() for p in params)
-    fused = FusedEMA(model, momentum=1e-3)
+    fused = FusedEMA(model, momentum=1e-3, device=ema_device)
     fused.seed(model)
-    mme = ExponentialMovingAverage(model, momentum=1e-3)
+    mme = ExponentialMovingAverage(model, momentum=1e-3, device=ema_device)
     mme.update_parameters(model)  # its first call only copies
-    flat_ema = torch.zeros(numel, device=device)
-    flat_src = torch.randn(numel, device=device)
+    floor_update, floor_switch = floor_ops(numel, device, ema_device, 1e-3)
+    devices = [device, ema_device]
     pairs = fused.pairs_for(model)
     ema_params = list(fused.module.parameters())
 
@@ -129,11 +190,10 @@ def bench_model(name: str, device: torch.device, warmup: int,
     update = measure(
         dict(fused=lambda: fused.update_parameters(model),
              mmengine=lambda: mme.update_parameters(model),
-             floor=lambda: flat_ema.lerp_(flat_src, 1e-3)), device, warmup,
-        repeat)
+             floor=floor_update), devices, warmup, repeat)
     switch = measure(
-        dict(fused=pairs.copy_to_source, loop=loop_copy,
-             floor=lambda: flat_src.copy_(flat_ema)), device, warmup, repeat)
+        dict(fused=pairs.copy_to_source, loop=loop_copy, floor=floor_switch),
+        devices, warmup, repeat)
     ms = {k: v * 1e3 for k, v in update.items()}
     sw = {k: v * 1e3 for k, v in switch.items()}
     return [
@@ -306,6 +366,9 @@ def main() -> None:
     parser.add_argument('--models', nargs='+',
                         default=['resnet50', 'mask_rcnn', 'vit_b'])
     parser.add_argument('--device', default='cpu')
+    parser.add_argument('--ema-device', default=None,
+                        help='keep the EMAs on this device, e.g. cpu with '
+                        '--device cuda (default: --device)')
     parser.add_argument('--warmup', type=int, default=3)
     parser.add_argument('--repeat', type=int, default=20)
     parser.add_argument('--train', action='store_true',
@@ -325,6 +388,9 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.train:
+        if args.ema_device is not None:
+            parser.error('--ema-device applies to the update and switch '
+                         'table, not to --train')
         if args.train_epochs < 1:
             parser.error('--train-epochs must be >= 1')
         print(f'demo config training, torch {torch.__version__}, threads: '
@@ -348,14 +414,16 @@ def main() -> None:
                 print(row)
         return
     device = torch.device(args.device)
-    print(f'device: {device}, torch {torch.__version__}, '
-          f'threads: {torch.get_num_threads()}')
+    ema_device = torch.device(args.ema_device or args.device)
+    print(f'device: {device}, EMA on: {ema_device}, '
+          f'torch {torch.__version__}, threads: {torch.get_num_threads()}')
     print('| model | params | tensors | op | SwitchEMAHook (ms) | '
           'mmengine (ms) | floor (ms) | vs floor | speed-up vs mmengine | '
           'mmengine vs floor (the most any speed-up can be) |')
     print('|---|---|---|---|---|---|---|---|---|---|')
     for name in args.models:
-        for row in bench_model(name, device, args.warmup, args.repeat):
+        for row in bench_model(name, device, args.warmup, args.repeat,
+                               ema_device):
             print(row, flush=True)
 
 

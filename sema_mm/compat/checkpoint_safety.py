@@ -26,6 +26,8 @@ global outside the same list, is passed to ``torch.load`` as its
 error that names the refused globals and how to load a file you trust.
 """
 import _compat_pickle
+import codecs
+import collections
 import functools
 import os.path as osp
 import pickle
@@ -76,9 +78,17 @@ def _numpy_globals() -> List:
 
 
 def mmengine_checkpoint_globals() -> List:
-    """Everything :func:`allow_mmengine_checkpoints` allow-lists."""
-    return [HistoryBuffer, (_history_buffer_getattr, _RESTRICTED_GETATTR_NAME)
-            ] + _numpy_globals()
+    """Everything :func:`allow_mmengine_checkpoints` allow-lists.
+
+    Besides mmengine's and numpy's types: ``_codecs.encode`` (how pickle
+    protocol 2, torch.save's, writes bytes, e.g. in a numpy array) and
+    ``collections.Counter`` (the milestones of ``MultiStepLR``), which
+    newer torch allows by default and torch 2.0 does not.
+    """
+    return [
+        HistoryBuffer, (_history_buffer_getattr, _RESTRICTED_GETATTR_NAME),
+        (codecs.encode, '_codecs.encode'), collections.Counter
+    ] + _numpy_globals()
 
 
 def _name(entry: Any) -> str:
