@@ -15,6 +15,8 @@ from typing import Dict
 
 import torch
 
+from ..compat.checkpoint_safety import load_from_local_safe
+
 
 def backbone_state_dict(checkpoint: str,
                         prefix: str = 'backbone.') -> Dict[str, torch.Tensor]:
@@ -27,8 +29,7 @@ def backbone_state_dict(checkpoint: str,
         prefix (str): Prefix of the backbone's keys. Defaults to
             ``'backbone.'``.
     """
-    import sema_mm  # noqa: F401  (weights_only loading of mmengine files)
-    ckpt = torch.load(checkpoint, map_location='cpu', weights_only=True)
+    ckpt = load_from_local_safe(checkpoint, map_location='cpu')
     state = ckpt.get('state_dict', ckpt)
     found = {k[len(prefix):]: v for k, v in state.items()
              if k.startswith(prefix)}
