@@ -10,7 +10,7 @@ Each operation below is resolved once, when this module is imported, by
 trying the fused kernel on a tiny tensor (a capability check, never a
 version string): where the kernel works it is used, otherwise a per-tensor
 loop that gives the same result. :data:`FUSED` records which path each
-operation takes; ``python -m sema_mm.compat.torch_ops`` prints it.
+operation takes; ``python -m sema_mm.compat`` prints it.
 
 All functions take lists of tensors and are meant to run under
 ``torch.no_grad()``.
@@ -102,8 +102,3 @@ def foreach_norm(tensors: List[Tensor],
         return list(torch._foreach_norm(tensors, ord, dtype=dtype))
     return [torch.linalg.vector_norm(t, ord, dtype=dtype) for t in tensors]
 
-
-if __name__ == '__main__':
-    print(f'torch {torch.__version__}')
-    for name, fused in FUSED.items():
-        print(f'  {name:<11} {"fused" if fused else "per-tensor fallback"}')
