@@ -82,6 +82,20 @@ def test_three_processes_stay_identical(tmp_path):
     assert_ranks_identical(tmp_path / 'w', 3, 2)
 
 
+def test_check_ranks_with_averaged_statistics(tmp_path):
+    """With buffers='average' each rank's EMA of the BN statistics differs
+    until the switch averages them over ranks; check_ranks compares the
+    EMAs after that, so it raises no false alarm and the ranks agree."""
+    cfg = write_config(
+        tmp_path, **LOUD,
+        custom_hooks=[dict(type='SwitchEMAHook', momentum=0.2,
+                           check_ranks=True, buffers='average'),
+                      dict(type='RankProbeHook')])
+    out = train(cfg, tmp_path / 'w', 2).stdout
+    assert 'switch 2 at the end of epoch 2' in out
+    assert_ranks_identical(tmp_path / 'w', 2, 2)
+
+
 def test_two_nodes_on_localhost(tmp_path):
     """NNODES=2: two launchers (one process each) form one job."""
     cfg = config(tmp_path)

@@ -30,10 +30,19 @@ communication device from the backend (CPU tensors for ``gloo``), and the
 other ``torch.cuda`` calls of the Runner, its hooks and the logger are
 guarded by ``torch.cuda.is_available()`` or are no-ops without CUDA.
 
+3. With ``runner_type='FlexibleRunner'`` the model is wrapped by the
+   ``strategy``: :func:`cpu_strategy_cfg` gives ``DDPStrategy`` the same
+   ``device_ids=None``; ``FSDPStrategy`` passes ``device_id=LOCAL_RANK`` to
+   FSDP1, which would then move the parameters to ``cuda:N``, so its
+   ``model_wrapper`` gets ``device_id='cpu'``; and a ``'full'`` state dict is
+   gathered without ``offload_to_cpu`` (already on the host; with it, FSDP's
+   state-dict clone crashed rank 0 on the CPU with torch 2.13).
+
 Not covered on CPU: ``SyncBatchNorm`` (``sync_bn`` or ``norm_cfg=dict(
 type='SyncBN')``) with more than one process, which torch only implements on
 accelerators; use ``BN`` for CPU runs.
 """
+import copy
 import datetime
 import os
 import shutil
@@ -45,7 +54,7 @@ from mmengine.config import Config, ConfigDict
 from mmengine.device import get_device
 from mmengine.dist import is_distributed
 from mmengine.logging import print_log
-from mmengine.registry import MODEL_WRAPPERS, RUNNERS
+from mmengine.registry import MODEL_WRAPPERS, RUNNERS, STRATEGIES
 from mmengine.runner import Runner
 from torch.nn.parallel import DistributedDataParallel
 
@@ -70,15 +79,37 @@ def _require_env(launcher: str, *names: str) -> None:
 
 
 def _slurm_master_addr(node_list: str) -> str:
-    """The first host of ``SLURM_NODELIST``, as mmengine finds it."""
+    """The first host of ``SLURM_NODELIST`` (``scontrol show hostnames``,
+    as mmengine finds it).
+
+    Only a successful ``scontrol`` that prints a host is believed: an
+    unconfigured one (installed, but no ``slurm.conf`` or controller)
+    prints an error instead, which must not become the rendezvous address.
+    Without a usable ``scontrol`` a plain single host name is taken as it
+    is.
+
+    Raises:
+        RuntimeError: When a node list like ``node[1-4]`` cannot be
+            expanded; the message says why and to set ``MASTER_ADDR``.
+    """
+    why = '`scontrol` is not installed'
     if shutil.which('scontrol'):
-        return subprocess.getoutput(
-            f'scontrol show hostname {node_list} | head -n1')
-    if not any(c in node_list for c in '[],'):
+        try:
+            proc = subprocess.run(
+                ['scontrol', 'show', 'hostnames', node_list],
+                capture_output=True, text=True, timeout=60)
+            hosts = proc.stdout.split()
+            if proc.returncode == 0 and hosts:
+                return hosts[0]
+            why = (f'`scontrol show hostnames` failed: '
+                   f'{(proc.stderr or proc.stdout).strip()}')
+        except (OSError, subprocess.TimeoutExpired) as e:
+            why = f'`scontrol` failed: {e}'
+    if node_list and not any(c in node_list for c in '[],'):
         return node_list  # a single plain host name
     raise RuntimeError(
-        f'Cannot expand SLURM_NODELIST={node_list!r} without `scontrol`; '
-        'set MASTER_ADDR.')
+        f'Cannot expand SLURM_NODELIST={node_list!r} ({why}); set '
+        'MASTER_ADDR.')
 
 
 def set_launcher_env(launcher: str, port: Optional[int] = None) -> None:
@@ -200,6 +231,53 @@ def cpu_model_wrapper_cfg(cfg: Config) -> Dict:
     return wrapper
 
 
+def _strategy_class(strategy_type: Union[str, type]) -> Optional[type]:
+    """The class a strategy config names, or None if unknown."""
+    if isinstance(strategy_type, str):
+        return STRATEGIES.get(strategy_type)
+    return strategy_type if isinstance(strategy_type, type) else None
+
+
+def cpu_strategy_cfg(strategy: Dict) -> Dict:
+    """``strategy`` (a ``FlexibleRunner`` strategy config) made to run on
+    CPU processes (see the module docstring, item 3).
+
+    Args:
+        strategy (dict): The config's ``strategy``.
+
+    Returns:
+        dict: A copy; ``model_wrapper`` with ``device_ids=None`` for
+        ``DDPStrategy``, ``device_id='cpu'`` for ``FSDPStrategy`` (and
+        ``'full'`` state dicts without CPU offload); unchanged for others.
+        Values the config sets itself are kept.
+    """
+    from mmengine._strategy import DDPStrategy, FSDPStrategy
+    strategy = ConfigDict(copy.deepcopy(strategy))
+    cls = _strategy_class(strategy.get('type'))
+    if not isinstance(cls, type) or not issubclass(cls, DDPStrategy):
+        return strategy
+    wrapper = ConfigDict(strategy.get('model_wrapper') or {})
+    if issubclass(cls, FSDPStrategy):
+        wrapper.setdefault('type', 'MMFullyShardedDataParallel')
+        wrapper.setdefault('device_id', 'cpu')
+        if strategy.get('state_dict_cfg') == 'full':
+            strategy.state_dict_cfg = dict(
+                state_dict_type='FULL_STATE_DICT',
+                state_dict_config=dict(
+                    type='FullStateDictConfig', rank0_only=True,
+                    offload_to_cpu=False),
+                optim_state_dict_config=dict(
+                    type='FullOptimStateDictConfig', rank0_only=True,
+                    offload_to_cpu=False))
+    else:
+        wrapper.setdefault('type', 'MMDistributedDataParallel')
+        if _wrapper_is_ddp(wrapper['type'], None):
+            wrapper.setdefault('device_ids', None)
+            wrapper.setdefault('broadcast_buffers', False)
+    strategy.model_wrapper = wrapper
+    return strategy
+
+
 def setup_distributed(cfg: Config) -> Tuple[Optional[str], str]:
     """Prepare ``cfg.launcher`` to run on this machine.
 
@@ -225,6 +303,11 @@ def setup_distributed(cfg: Config) -> Tuple[Optional[str], str]:
     if device != 'cpu':
         if launcher == 'pytorch':
             _require_env(launcher, 'RANK', 'WORLD_SIZE', 'LOCAL_RANK')
+        elif launcher == 'slurm' and 'MASTER_ADDR' not in os.environ \
+                and 'SLURM_NODELIST' in os.environ:
+            # mmengine would take whatever `scontrol` prints, errors too.
+            os.environ['MASTER_ADDR'] = _slurm_master_addr(
+                os.environ['SLURM_NODELIST'])
         return None, device
     backend = None
     if not is_distributed():
@@ -239,6 +322,8 @@ def setup_distributed(cfg: Config) -> Tuple[Optional[str], str]:
                 (f' (instead of {asked})' if asked != backend else '') + '.',
                 logger='current')
     cfg.model_wrapper_cfg = cpu_model_wrapper_cfg(cfg)
+    if cfg.get('strategy') is not None:
+        cfg.strategy = cpu_strategy_cfg(cfg.strategy)
     return backend, device
 
 

@@ -16,7 +16,8 @@ storages, ordered dicts, dtypes, ...) plus exactly what mmengine writes:
 * numpy arrays, dtypes and scalars (what ``HistoryBuffer`` stores);
 * ``getattr`` *restricted* to ``HistoryBuffer``'s own statistics methods (a
   pickled ``HistoryBuffer`` refers to them as ``getattr(HistoryBuffer,
-  'mean')``); any other ``getattr`` in a file is refused.
+  'mean')``) and to ``ShardedTensor.ProcessGroupState`` (in FSDP's per-rank
+  checkpoints); any other ``getattr`` in a file is refused.
 
 Where torch has ``torch.serialization.add_safe_globals`` (2.4 and later) the
 list is registered there and files are loaded with ``weights_only=True``;
@@ -44,15 +45,28 @@ HAS_SAFE_GLOBALS = hasattr(torch.serialization, 'add_safe_globals')
 _RESTRICTED_GETATTR_NAME = 'builtins.getattr'
 
 
-def _history_buffer_getattr(obj: Any, name: str) -> Callable:
-    """``getattr`` limited to the statistics methods of HistoryBuffer."""
+def _is_sharded_tensor(obj: Any) -> bool:
+    """Whether ``obj`` is torch's ``ShardedTensor`` class (compared by
+    name, so torch.distributed is not imported for it)."""
+    return (getattr(obj, '__qualname__', None) == 'ShardedTensor'
+            and getattr(obj, '__module__', '').startswith(
+                'torch.distributed._shard.sharded_tensor'))
+
+
+def _restricted_getattr(obj: Any, name: str) -> Callable:
+    """``getattr`` limited to the statistics methods of HistoryBuffer and
+    ``ShardedTensor.ProcessGroupState`` (a tuple of ranks and world sizes
+    in FSDP's per-rank state dicts)."""
     if obj is HistoryBuffer and isinstance(name, str) and (
             name in HistoryBuffer._statistics_methods
             or name in ('min', 'max', 'current', 'mean')):
         return getattr(HistoryBuffer, name)
+    if _is_sharded_tensor(obj) and name == 'ProcessGroupState':
+        return obj.ProcessGroupState
     raise pickle.UnpicklingError(
         f'getattr({obj!r}, {name!r}) is not allowed in a checkpoint; only '
-        'the statistics methods of mmengine HistoryBuffer are.')
+        'the statistics methods of mmengine HistoryBuffer and '
+        'ShardedTensor.ProcessGroupState are.')
 
 
 def _numpy_globals() -> List:
@@ -86,7 +100,7 @@ def mmengine_checkpoint_globals() -> List:
     newer torch allows by default and torch 2.0 does not.
     """
     return [
-        HistoryBuffer, (_history_buffer_getattr, _RESTRICTED_GETATTR_NAME),
+        HistoryBuffer, (_restricted_getattr, _RESTRICTED_GETATTR_NAME),
         (codecs.encode, '_codecs.encode'), collections.Counter
     ] + _numpy_globals()
 

@@ -25,6 +25,7 @@ from mmengine.model import BaseAveragedModel
 from mmengine.registry import MODELS
 from torch import nn
 
+from ..compat.fsdp import find_sharded
 from ..errors import require
 from .fused_ema import FusedEMA, select_averaged_names
 from .sync_state import EMAState
@@ -44,12 +45,22 @@ class Averager:
         updated_by_model (bool): The model updates the EMA itself; the hook
             only switches it.
         initial_state (EMAState): The EMA's state before training.
+        forward_model (nn.Module, optional): The module to run forward
+            passes through (an FSDP1 root wrapper) when it is not the
+            unwrapped model.
     """
     ema_model: nn.Module
     pairs: TensorPairs
     excluded: Tuple[str, ...] = ()
     updated_by_model = False
     initial_state = EMAState.NOT_STARTED
+    forward_model: Optional[nn.Module] = None
+
+    def agree(self, ok: bool) -> bool:
+        """Whether ``ok`` holds for the whole EMA: here, this rank's
+        ``ok`` (every rank holds all of it); a sharded EMA asks all
+        ranks."""
+        return ok
 
     def seed(self) -> None:
         """Start the EMA from the model's current weights."""
@@ -239,6 +250,39 @@ def _model_teacher(model: nn.Module, teacher: Optional[str],
     return ModelTeacher(model, found[0], pairs)
 
 
+def _sharded_averager(sharded, model: nn.Module, ema_cfg: dict,
+                      teacher: Optional[str], averages_norm_stats: bool,
+                      exclude: Sequence[str],
+                      auto_exclude: bool) -> Averager:
+    """A :class:`~sema_mm.ema.sharded.ShardedEMA` after checking that the
+    options fit a sharded model."""
+    from .sharded import ShardedEMA
+    ema_cls = resolve_ema_type(ema_cfg['type'])
+    require(
+        issubclass(ema_cls, FusedEMA),
+        f'ema_type={ema_cfg["type"]!r} copies the whole model, which is '
+        f'sharded ({sharded.kind}); use the default ema_type=\'FusedEMA\', '
+        'whose sharded form keeps the EMA of each rank\'s shard.')
+    teachers = find_momentum_teachers(model)
+    require(
+        teacher in (None, 'auto'),
+        f'teacher={teacher!r}: a momentum teacher cannot be the EMA of a '
+        'sharded model (its shards do not line up with the online '
+        "modules'); use teacher=None.")
+    excluded = list(exclude) + (teachers if auto_exclude else [])
+    averager = ShardedEMA(sharded, {
+        k: v
+        for k, v in ema_cfg.items() if k != 'type'
+    }, averages_norm_stats, excluded)
+    local = sum(t.numel() for t in averager.pairs.averaged_tensors())
+    print_log(
+        f'SwitchEMAHook: sharded model ({sharded.kind}): each rank keeps the '
+        f'EMA of its own shards ({local} elements on this rank)' +
+        (f'; kept out: {", ".join(excluded)}' if excluded else '') + '.',
+        logger='current')
+    return averager
+
+
 def resolve_ema_type(ema_type: str) -> type:
     """Look ``ema_type`` up in the current scope's MODELS registry."""
     with MODELS.switch_scope_and_registry(None) as registry:
@@ -257,8 +301,12 @@ def build_averager(model: nn.Module,
                    teacher: Optional[str] = 'auto',
                    averages_norm_stats: bool = False,
                    exclude: Sequence[str] = (),
-                   auto_exclude: bool = True) -> Averager:
+                   auto_exclude: bool = True,
+                   wrapped: Optional[nn.Module] = None) -> Averager:
     """The EMA strategy for ``model``.
+
+    A sharded model (FSDP1 or FSDP2, see :mod:`sema_mm.compat.fsdp`) gets a
+    :class:`~sema_mm.ema.sharded.ShardedEMA` of its local shards.
 
     Args:
         model (nn.Module): The training model, unwrapped.
@@ -270,7 +318,13 @@ def build_averager(model: nn.Module,
             statistics too (``buffers='average'``).
         exclude (Sequence[str]): Names kept out of averaging and switching.
         auto_exclude (bool): Also exclude the model's momentum teachers.
+        wrapped (nn.Module, optional): The runner's model before unwrapping
+            (e.g. the FSDP1 wrapper). Defaults to ``model``.
     """
+    sharded = find_sharded(model if wrapped is None else wrapped)
+    if sharded is not None:
+        return _sharded_averager(sharded, model, ema_cfg, teacher,
+                                 averages_norm_stats, exclude, auto_exclude)
     found = _model_teacher(model, teacher, averages_norm_stats)
     if found is not None:
         print_log(

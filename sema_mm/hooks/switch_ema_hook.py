@@ -18,6 +18,7 @@ This file is the hook's lifecycle: when to seed, update, switch and save.
 import logging
 from typing import Optional, Sequence
 
+import torch
 from mmengine.hooks import EMAHook
 from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
@@ -180,6 +181,7 @@ class SwitchEMAHook(EMAHook):
         self.pullback_threshold = pullback_threshold
         self.num_switches = 0
         self._resumed_at: Optional[int] = None
+        self._built_for: Optional[torch.nn.Module] = None
 
     # ------------------------------------------------------------------ build
     def before_run(self, runner) -> None:
@@ -193,12 +195,22 @@ class SwitchEMAHook(EMAHook):
             f'found another EMA hook ({", ".join(others)}) in the runner. '
             'Keep exactly one EMA-type hook: remove it from `custom_hooks` '
             '(SwitchEMAHook already keeps, evaluates and saves the EMA).')
+        self._build_averager(runner)
+
+    def _build_averager(self, runner) -> None:
+        """Build the EMA of ``runner.model``, once per model: mmengine's
+        ``FlexibleRunner`` resumes before ``before_run``, and a ``test()``
+        after ``train()`` keeps the trained EMA."""
         model = runner.model
+        if self._built_for is model:
+            return
+        self._built_for = model
         self.src_model = model.module if is_model_wrapper(model) else model
         self.averager = build_averager(
             self.src_model, self.ema_cfg, teacher=self.teacher,
             averages_norm_stats=self.norm_stats.averaged,
-            exclude=self.exclude, auto_exclude=self.auto_exclude)
+            exclude=self.exclude, auto_exclude=self.auto_exclude,
+            wrapped=model)
         self.ema_model = self.averager.ema_model
         self.sync = ModelSync(self.averager.pairs.source_tensors,
                               self.averager.initial_state)
@@ -208,6 +220,7 @@ class SwitchEMAHook(EMAHook):
         """Restore the EMA and the counters when resuming."""
         if not runner._resume:
             return  # load_from / test: the EMA starts from loaded weights
+        self._build_averager(runner)
         state = checkpoint.get('meta', {}).get('switch_ema', {})
         self.num_switches = state.get('num_switches', 0)
         self.nonfinite.skipped = state.get('skipped_updates', 0)
@@ -271,7 +284,8 @@ class SwitchEMAHook(EMAHook):
         if self.averager.updated_by_model:
             self.sync.updated()
         elif getattr(runner.optim_wrapper, 'should_update', lambda: True)(
-        ) and self.nonfinite.allows_update(runner, self.averager.pairs):
+        ) and self.averager.agree(
+                self.nonfinite.allows_update(runner, self.averager.pairs)):
             self.averager.update()
             self.sync.updated()
         if self.schedule.due_after_iter(runner.epoch, batch_idx, runner.iter):
@@ -293,23 +307,25 @@ class SwitchEMAHook(EMAHook):
         pairs = self.averager.pairs
         if not self.sync.started or self.sync.in_sync:
             return
-        if not all_finite(pairs.averaged_tensors()):
+        if not self.averager.agree(all_finite(pairs.averaged_tensors())):
             print_log(
                 f'SwitchEMAHook: the EMA is not finite at {where}; it was '
                 'not switched into the model.',
                 logger='current', level=logging.WARNING)
             return
-        if self.check_ranks:
-            check_ranks_agree(pairs, where)
         self.num_switches += 1
         distance = pairs.relative_distance()
         context = SwitchContext(
-            model=self.src_model, ema_module=self.ema_model.module,
+            model=(self.src_model if self.averager.forward_model is None
+                   else self.averager.forward_model),
+            ema_module=self.ema_model.module,
             skip=self.averager.excluded,
             train_loader=runner.train_dataloader,
             bn_batches=self.bn_batches, seed=runner.seed + self.num_switches)
         if self.norm_stats.before_switch:
             self.norm_stats.before_switch(context)
+        if self.check_ranks:  # after the EMA's statistics were averaged
+            check_ranks_agree(pairs, where)
         pairs.copy_to_source()
         message = (f'SwitchEMAHook: switch {self.num_switches} at {where} '
                    f'(moved the model by {distance:.3g} of its norm)')
