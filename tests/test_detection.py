@@ -277,8 +277,9 @@ def test_runner_has_the_intended_ema_hook(name, variant, coco, tmp_path):
         if variant == 'sema':
             assert hook.momentum == expected['momentum']
             assert hook.buffers == expected['buffers']
-            assert hook.switches_per_epoch == expected['switches_per_epoch']
-            assert (hook.switch_interval, hook.switch_by_epoch) == (1, True)
+            assert hook.schedule.per_epoch == expected['switches_per_epoch']
+            assert (hook.schedule.interval, hook.schedule.by_epoch) == (1,
+                                                                     True)
         else:
             assert hook.ema_cfg.get('update_buffers',
                                     False) == expected['update_buffers']
