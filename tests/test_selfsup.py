@@ -583,7 +583,7 @@ def test_copy_teacher_hook_refuses_models_without_teacher(digits, tmp_path):
 def test_mmselfsup_compat_is_inert_without_mmselfsup():
     """The mmselfsup 1.0.0 compatibility import registers nothing where
     mmselfsup is missing, and never replaces a module that exists."""
-    from sema_mm.selfsup import mmselfsup_compat
+    from sema_mm.compat import mmselfsup as mmselfsup_compat
     try:
         import mmselfsup  # noqa: F401
     except Exception:

@@ -11,7 +11,7 @@ SwitchEMAHook and EMAHook (mmengine's, under the mmselfsup scope) use
 mmengine's convention, momentum = 1 - alpha, unlike mmselfsup's models.
 """
 _base_ = 'mmselfsup::selfsup/barlowtwins/barlowtwins_resnet50_8xb256-coslr-300e_in1k.py'  # noqa: E501
-# mmselfsup_compat: see sema_mm/selfsup/mmselfsup_compat.py
+# mmselfsup_compat: see sema_mm/compat/mmselfsup.py
 custom_imports = dict(
     imports=['sema_mm', 'sema_mm.compat.mmselfsup'],
     allow_failed_imports=False)

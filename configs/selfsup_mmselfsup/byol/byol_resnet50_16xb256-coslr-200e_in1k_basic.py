@@ -11,7 +11,7 @@ neck. No momentum value can say this: mmengine's ``ExponentialMovingAverage``
 refuses momentum 1, and ``CosineEMA`` anneals towards a fixed end value.
 """
 _base_ = 'mmselfsup::selfsup/byol/byol_resnet50_16xb256-coslr-200e_in1k.py'
-# mmselfsup_compat: see sema_mm/selfsup/mmselfsup_compat.py
+# mmselfsup_compat: see sema_mm/compat/mmselfsup.py
 custom_imports = dict(
     imports=['sema_mm', 'sema_mm.selfsup', 'sema_mm.compat.mmselfsup'],
     allow_failed_imports=False)

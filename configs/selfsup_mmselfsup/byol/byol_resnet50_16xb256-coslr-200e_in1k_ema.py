@@ -7,7 +7,7 @@ teacher ``target_net`` is the EMA, with ``base_momentum=0.99`` (mmselfsup's
 convention: a decay), annealed by its ``CosineEMA`` to 1. No extra hook.
 """
 _base_ = 'mmselfsup::selfsup/byol/byol_resnet50_16xb256-coslr-200e_in1k.py'
-# mmselfsup_compat: see sema_mm/selfsup/mmselfsup_compat.py
+# mmselfsup_compat: see sema_mm/compat/mmselfsup.py
 custom_imports = dict(
     imports=['sema_mm', 'sema_mm.compat.mmselfsup'],
     allow_failed_imports=False)

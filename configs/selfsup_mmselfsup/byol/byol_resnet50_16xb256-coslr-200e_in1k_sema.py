@@ -9,7 +9,7 @@ updates (queue, counters) are left exactly as the model's own update makes
 them; ``momentum`` of the hook is unused.
 """
 _base_ = 'mmselfsup::selfsup/byol/byol_resnet50_16xb256-coslr-200e_in1k.py'
-# mmselfsup_compat: see sema_mm/selfsup/mmselfsup_compat.py
+# mmselfsup_compat: see sema_mm/compat/mmselfsup.py
 custom_imports = dict(
     imports=['sema_mm', 'sema_mm.compat.mmselfsup'],
     allow_failed_imports=False)

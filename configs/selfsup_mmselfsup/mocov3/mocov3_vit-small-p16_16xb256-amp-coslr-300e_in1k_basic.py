@@ -11,7 +11,7 @@ neck. No momentum value can say this: mmengine's ``ExponentialMovingAverage``
 refuses momentum 1, and ``CosineEMA`` anneals towards a fixed end value.
 """
 _base_ = 'mmselfsup::selfsup/mocov3/mocov3_vit-small-p16_16xb256-amp-coslr-300e_in1k.py'  # noqa: E501
-# mmselfsup_compat: see sema_mm/selfsup/mmselfsup_compat.py
+# mmselfsup_compat: see sema_mm/compat/mmselfsup.py
 custom_imports = dict(
     imports=['sema_mm', 'sema_mm.selfsup', 'sema_mm.compat.mmselfsup'],
     allow_failed_imports=False)

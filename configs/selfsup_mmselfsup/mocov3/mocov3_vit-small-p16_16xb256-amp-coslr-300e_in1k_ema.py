@@ -9,7 +9,7 @@ teacher ``momentum_encoder`` is the EMA, with ``base_momentum=0.99``
 hook.
 """
 _base_ = 'mmselfsup::selfsup/mocov3/mocov3_vit-small-p16_16xb256-amp-coslr-300e_in1k.py'  # noqa: E501
-# mmselfsup_compat: see sema_mm/selfsup/mmselfsup_compat.py
+# mmselfsup_compat: see sema_mm/compat/mmselfsup.py
 custom_imports = dict(
     imports=['sema_mm', 'sema_mm.compat.mmselfsup'],
     allow_failed_imports=False)

@@ -7,7 +7,7 @@ unchanged apart from the imports and the fixes noted below. SimCLR has no
 momentum teacher.
 """
 _base_ = 'mmselfsup::selfsup/simclr/simclr_resnet50_16xb256-coslr-200e_in1k.py'
-# mmselfsup_compat: see sema_mm/selfsup/mmselfsup_compat.py
+# mmselfsup_compat: see sema_mm/compat/mmselfsup.py
 custom_imports = dict(
     imports=['sema_mm', 'sema_mm.compat.mmselfsup'],
     allow_failed_imports=False)

@@ -10,7 +10,7 @@ SwitchEMAHook and EMAHook (mmengine's, under the mmselfsup scope) use
 mmengine's convention, momentum = 1 - alpha, unlike mmselfsup's models.
 """
 _base_ = 'mmselfsup::selfsup/simclr/simclr_resnet50_16xb256-coslr-200e_in1k.py'
-# mmselfsup_compat: see sema_mm/selfsup/mmselfsup_compat.py
+# mmselfsup_compat: see sema_mm/compat/mmselfsup.py
 custom_imports = dict(
     imports=['sema_mm', 'sema_mm.compat.mmselfsup'],
     allow_failed_imports=False)

@@ -13,7 +13,7 @@ SwitchEMAHook: the weights after the last switch). The default scope is
 ``mmcls`` (mmcls 1.0.0rc6), as upstream.
 """
 _base_ = 'mmselfsup::benchmarks/classification/imagenet/resnet50_linear-8xb512-coslr-90e_in1k.py'  # noqa: E501
-# mmselfsup_compat: see sema_mm/selfsup/mmselfsup_compat.py
+# mmselfsup_compat: see sema_mm/compat/mmselfsup.py
 custom_imports = dict(
     imports=['sema_mm', 'sema_mm.compat.mmselfsup'],
     allow_failed_imports=False)
