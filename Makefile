@@ -46,3 +46,9 @@ OLDEST_TESTS := tests/test_switch_ema_hook.py tests/test_fused_ema.py \
 test-oldest:
 	bash tools/setup_env.sh oldest
 	PYTHONPATH=$(CURDIR) .venv-oldest/bin/python -m pytest $(OLDEST_TESTS)
+
+# Debian's slurm-wlm and munge for tests/test_slurm.py and for trying the
+# slurm scripts on one machine (docs/slurm_local.md); needs root.
+.PHONY: setup-slurm
+setup-slurm:
+	bash tools/setup_slurm.sh

@@ -1,13 +1,15 @@
 """Compare baseline, EMA, SEMA, SWA and Lookahead training on any config.
 
-Every config is trained once per variant and seed, one run after another
-(each with ``tools/dist_train.sh`` when ``--gpus`` > 1), then the validation
+Every config is trained once per variant and seed, then the validation
 metric mmengine logged (``vis_data/scalars.json``) is summarised::
 
     python tools/compare.py CONFIG [CONFIG ...] \\
         [--variants baseline ema sema swa lookahead] [--seeds 0 1 2] \\
         [--work-root work_dirs/compare] [--momentum 1e-3] [--epochs N] \\
-        [--metric accuracy/top1] [--gpus N] [--cfg-options KEY=VALUE ...]
+        [--metric accuracy/top1] [--gpus-per-run N] \\
+        [--launcher {none,local,slurm}] [--parallel K] \\
+        [--partition P] [--max-jobs K] [--no-wait] \\
+        [--cfg-options KEY=VALUE ...]
 
 A config may be named: ``NAME=path/to/config.py`` (default name: the file
 stem). How each variant is applied to a config (EMA-type hooks in
@@ -16,10 +18,34 @@ the optimizer) is described in :mod:`sema_mm.analysis.variants`. A variant
 takes options after a colon, e.g. ``sema:momentum=0.01,interval=4`` or
 ``swa:budget=1.0,start=0.8`` or ``lookahead:k=10,alpha=0.8``.
 
+Where the runs train (:mod:`sema_mm.analysis.launchers`):
+
+* ``--launcher none`` (default): one after another, in this process, or
+  with ``--gpus-per-run N`` > 1 each by ``tools/dist_train.sh`` on all
+  visible GPUs;
+* ``--launcher local``: several at once on this machine: with ``G`` GPUs,
+  ``G / N`` runs at a time, each on its own ``N`` GPUs
+  (``CUDA_VISIBLE_DEVICES``) with its own rendezvous port; without GPUs,
+  ``--parallel K`` CPU runs at a time;
+* ``--launcher slurm --partition P``: every unfinished run is its own slurm
+  job (``tools/slurm_train.sh`` with ``N`` tasks), all submitted at once,
+  at most ``--max-jobs K`` running at a time. The command waits for them;
+  with ``--no-wait`` it exits once they are submitted, and a later call
+  (the same command to wait, or ``--report-only``) collects.
+
+While runs train, one status line per run shows its state (queued, running,
+done, failed), epoch, metric and the time left, updated in place on a
+terminal (a line per change of state otherwise); each run's full log stays
+in its work dir. A run that failed is reported with its log and started
+again by the next call, resuming from its last checkpoint; the command then
+exits with status 1 (after writing the tables of the others).
+
 Runs already finished with the same config are skipped, so the command can
-be repeated to add seeds or variants, or after an interruption (an
-unfinished run resumes from its last checkpoint). Output under
-``--work-root``:
+be repeated to add seeds or variants, or after an interruption: finished
+runs are kept, unfinished ones resume, and jobs still running (slurm, or
+local ones of a killed comparison) are waited for, never started twice. One
+comparison at a time may train under a ``--work-root``; a second one is
+refused with the first one's pid and command. Output under ``--work-root``:
 
 * ``<config>/<variant>/seed<s>/``: each run's work dir;
 * ``results.md``: per config, a Markdown table (final and best metric as
@@ -29,16 +55,24 @@ unfinished run resumes from its last checkpoint). Output under
 * ``<config>_<metric>.png``: the metric against the epoch for every variant
   (mean, band of ± one std) and the training loss.
 
-``--report-only`` rebuilds the tables and plots from what is there.
+``--report-only`` shows the state of every run and rebuilds the tables and
+plots from what is there.
 """
 import argparse
 import os.path as osp
+import shlex
 import sys
 from typing import Dict, List, Optional, Sequence
 
 from mmengine.config import DictAction
 
-from sema_mm.analysis.compare import Settings, compare
+from sema_mm.analysis.compare import (
+    LAUNCHERS,
+    RunsFailed,
+    Settings,
+    compare,
+)
+from sema_mm.analysis.scheduler import CompareBusyError
 from sema_mm.analysis.variants import parse_variants
 
 
@@ -88,17 +122,47 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument('--rule', choices=['greater', 'less'], default=None,
                         help='whether higher or lower values of the metric '
                         'are better (default: from its name)')
-    parser.add_argument('--gpus', type=int, default=1,
-                        help='processes per run; > 1 uses '
-                        'tools/dist_train.sh')
+    parser.add_argument('--gpus-per-run', '--gpus', dest='gpus', type=int,
+                        default=1,
+                        help='GPUs (processes) per run; > 1 uses '
+                        'tools/dist_train.sh, or that many slurm tasks')
+    parser.add_argument('--launcher', choices=LAUNCHERS, default='none',
+                        help='none: one run after another; local: several '
+                        'at once on this machine; slurm: a job per run')
+    parser.add_argument('--parallel', type=int, default=None,
+                        help='--launcher local: runs at once at most (on a '
+                        'machine without GPUs: CPU runs at once, default 1)')
+    parser.add_argument('--partition', help='--launcher slurm: partition')
+    parser.add_argument('--max-jobs', type=int, default=None,
+                        help='--launcher slurm: jobs running at once at '
+                        'most (default: all)')
+    parser.add_argument('--gpus-per-node', type=int, default=8,
+                        help='--launcher slurm: GPUs per node (default 8)')
+    parser.add_argument('--cpus-per-task', type=int, default=None,
+                        help='--launcher slurm: CPUs per task (default: '
+                        '$CPUS_PER_TASK, else 5)')
+    parser.add_argument('--sbatch-args', default='',
+                        help='--launcher slurm: more sbatch options, e.g. '
+                        '"--time=2-0 --qos=normal"')
+    parser.add_argument('--no-wait', action='store_true',
+                        help='--launcher slurm: submit and exit; a later '
+                        'call (or --report-only) collects')
+    parser.add_argument('--poll', type=float, default=None,
+                        help='seconds between looks at running jobs '
+                        '(default: 10 on slurm, 1 otherwise)')
+    parser.add_argument('--progress', choices=['auto', 'tty', 'plain'],
+                        default='auto',
+                        help='status lines updated in place (tty), a line '
+                        'per change of state (plain), or tty on a terminal '
+                        '(auto)')
     parser.add_argument('--subprocess', action='store_true',
                         help='run each single-process run in its own '
                         'process (tools/train.py)')
     parser.add_argument('--threads', type=int, default=None,
                         help='torch CPU threads per run')
     parser.add_argument('--verbose', action='store_true',
-                        help='show the runners\' full logs instead of one '
-                        'line per validation')
+                        help='show the full logs of runs trained in this '
+                        'process instead of their status lines')
     parser.add_argument('--force', action='store_true',
                         help='train finished runs again')
     parser.add_argument('--report-only', action='store_true',
@@ -107,13 +171,31 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         '--cfg-options', nargs='+', action=DictAction,
         help='overrides merged into every config (KEY=VALUE)')
     args = parser.parse_args(argv)
-    if args.gpus < 1:
-        parser.error(f'--gpus must be >= 1, got {args.gpus}')
+    for name in ('gpus', 'parallel', 'max_jobs', 'gpus_per_node',
+                 'cpus_per_task'):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            parser.error(f'--{name.replace("_", "-")} must be >= 1, got '
+                         f'{value}')
+    if args.launcher == 'slurm' and not args.partition and \
+            not args.report_only:
+        parser.error('--launcher slurm needs --partition')
+    if args.no_wait and args.launcher != 'slurm':
+        parser.error('--no-wait goes with --launcher slurm')
     if args.epochs is not None and args.epochs < 1:
         parser.error(f'--epochs must be >= 1, got {args.epochs}')
     if len(set(args.seeds)) != len(args.seeds):
         parser.error(f'--seeds repeat: {args.seeds}')
     return args
+
+
+def print_results(results: Sequence, seeds: Sequence[int]) -> None:
+    """Print each config's table and plot."""
+    for res in results:
+        print(f'\n{res.name}: val {res.metric} over seeds {list(seeds)}')
+        print(res.table)
+        if res.plot:
+            print(f'plot: {res.plot}')
 
 
 def main(argv: Optional[Sequence[str]] = None) -> List:
@@ -125,19 +207,37 @@ def main(argv: Optional[Sequence[str]] = None) -> List:
         momentum=args.momentum, epochs=args.epochs,
         cfg_options=args.cfg_options, gpus=args.gpus,
         subprocess=args.subprocess, threads=args.threads,
-        quiet=not args.verbose)
+        quiet=not args.verbose, launcher=args.launcher,
+        parallel=args.parallel, partition=args.partition,
+        max_jobs=args.max_jobs, gpus_per_node=args.gpus_per_node,
+        cpus_per_task=args.cpus_per_task,
+        sbatch_args=shlex.split(args.sbatch_args), wait=not args.no_wait,
+        poll_s=args.poll, progress=args.progress)
     command = ' '.join(['python', 'tools/compare.py'] + list(
         argv if argv is not None else sys.argv[1:]))
-    results = compare(
-        configs, variants, args.seeds, args.work_root, settings,
-        metric=args.metric, rule=args.rule, force=args.force,
-        train=not args.report_only, header=f'`{command}`\n')
-    for res in results:
-        print(f'\n{res.name}: val {res.metric} over seeds {args.seeds}')
-        print(res.table)
-        if res.plot:
-            print(f'plot: {res.plot}')
-    print(f'report: {osp.join(args.work_root, "results.md")}')
+    try:
+        results = compare(
+            configs, variants, args.seeds, args.work_root, settings,
+            metric=args.metric, rule=args.rule, force=args.force,
+            train=not args.report_only, header=f'`{command}`\n',
+            command=command)
+    except CompareBusyError as e:
+        print(f'error: {e}', file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: said what goes on
+        sys.exit(130)
+    except RunsFailed as e:
+        print_results(e.results, args.seeds)
+        print(f'\nerror: {e}', file=sys.stderr)
+        sys.exit(1)
+    except KeyError as e:
+        if not args.report_only:
+            raise
+        print(f'no table yet: {e.args[0]}')  # nothing logged yet
+        return []
+    print_results(results, args.seeds)
+    if results:
+        print(f'report: {osp.join(args.work_root, "results.md")}')
     return results
 
 

@@ -16,8 +16,10 @@ It needs no download:
    channels, 30 epochs, cosine LR) as three variants (no averaging, EMA
    evaluated and saved, SEMA), all with momentum 0.1 (the config's), with
    seeds 0, 1 and 2, one run after another, through
-   :mod:`sema_mm.analysis.compare` (as ``tools/compare.py`` does; finished
-   runs are skipped when the command is repeated);
+   :mod:`sema_mm.analysis.compare` (as ``tools/compare.py`` does: one status
+   line per run, updated in place on a terminal, a line per start and end
+   otherwise; each run's full log in its work dir; finished runs are skipped
+   when the command is repeated);
 3. prints a table of the validation top-1 accuracy (final and best, mean ±
    std over seeds, gains over the baseline and over EMA) and saves the plot
    of accuracy and training loss against the epoch

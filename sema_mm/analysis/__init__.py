@@ -2,7 +2,11 @@
 
 Modules: :mod:`~sema_mm.analysis.variants` (a config -> baseline / EMA / SEMA
 / SWA / Lookahead), :mod:`~sema_mm.analysis.compare` (train them over seeds,
-skip finished runs), :mod:`~sema_mm.analysis.results` (read the logged
+skip finished runs), :mod:`~sema_mm.analysis.launchers` (where runs train:
+this process, local processes, slurm jobs),
+:mod:`~sema_mm.analysis.scheduler` (start and follow them, resubmit failed
+ones, one comparison per root), :mod:`~sema_mm.analysis.progress` (one
+status line per run), :mod:`~sema_mm.analysis.results` (read the logged
 scalars, tables, plots), :mod:`~sema_mm.analysis.decision` (accuracy,
 calibration and decision-boundary width of 2-D classifiers),
 :mod:`~sema_mm.analysis.landscape` (loss landscapes of checkpoints),

@@ -9,20 +9,29 @@ The work dir of every run is ``<work_root>/<config name>/<variant>/seed<s>``
   ``<config name>.py``);
 * the usual mmengine output (``<timestamp>/vis_data/scalars.json``,
   checkpoints, ``last_checkpoint``);
-* ``started.json`` (the digest of that config) when training starts, and
-  ``finished.json`` (the digest and the training time) when it has
-  returned.
+* ``started.json`` (the digest of that config, the config file, variant and
+  seed) when training starts, and ``finished.json`` (the same and the
+  training time) when it has returned;
+* for runs started as jobs: ``job.json`` (the launcher, the slurm job id or
+  pid, the log), ``attempt.json`` (written by the job) and the log,
+  ``train.log`` or ``slurm-<job id>.log`` (see :mod:`.launchers`);
+* ``run.lock``: held by whatever trains the run.
 
 A run whose ``finished.json`` matches the digest of the config it would
 train is skipped. An unfinished run of the same config is resumed from its
 last checkpoint (``--resume auto``), or started again when it has none. A
 run that finished, or started, with another config is trained again from
-scratch (its folder is emptied first).
+scratch (its folder is emptied first). A run that a job (of an earlier
+comparison) is still training is followed, not started again.
 
-Runs go one after another in this process (built as ``tools/train.py``
-builds them: the codebase's dataloader defaults and set-up,
-:func:`sema_mm.cli.build_runner`), or each in a subprocess running
-``tools/train.py``, or, with ``gpus > 1``, ``tools/dist_train.sh``.
+How runs are started (:mod:`.launchers`): one after another in this process
+(built as ``tools/train.py`` builds them: the codebase's dataloader defaults
+and set-up, :func:`sema_mm.cli.build_runner`), the default; one after
+another as processes (``subprocess``, or ``gpus > 1``:
+``tools/dist_train.sh``); several at once on this machine
+(``launcher='local'``); or as slurm jobs (``launcher='slurm'``). Either way
+one status line per run shows its progress (:mod:`.progress`), and one
+comparison at a time may train under a root (:func:`.scheduler.root_lock`).
 """
 import argparse
 import contextlib
@@ -34,20 +43,19 @@ import math
 import os
 import os.path as osp
 import shutil
-import socket
-import subprocess
 import sys
-import time
 import uuid
 import warnings
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import IO, Callable, Dict, List, Optional, Sequence, Tuple
 
 from mmengine.config import Config
-from mmengine.hooks import Hook
 from mmengine.logging import MMLogger, print_log
 
+from ..cli.job import FINISHED, STARTED
 from ..records import read_json, write_json, write_text
+from .launchers import InProcessLauncher, LocalLauncher, SlurmLauncher, Task
+from .progress import BoardHook, ProgressBoard
 from .results import (
     VariantSummary,
     loss_curve,
@@ -60,13 +68,18 @@ from .results import (
     summarise_variant,
     switch_table,
 )
+from .scheduler import Outcome, Scheduler, root_lock
 from .variants import Variant, apply_variant, is_epoch_based, set_epochs
 
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-FINISHED = 'finished.json'
-STARTED = 'started.json'
 CONFIG_DIR = 'compare_cfg'
 LOGGER = 'sema_compare'
+LAUNCHERS = ('none', 'local', 'slurm')
+
+__all__ = [
+    'FINISHED', 'STARTED', 'Run', 'Settings', 'RunsFailed', 'compare',
+    'collect', 'write_report', 'plan_runs', 'run_state', 'make_task',
+    'survey'
+]
 
 
 def logger_name() -> str:
@@ -116,13 +129,32 @@ class Settings:
         cfg_options (dict, optional): Overrides merged into each config.
         modify (callable, optional): Called with each loaded config (after
             ``cfg_options``) to edit it further in place.
-        gpus (int): Processes per run; > 1 starts ``tools/dist_train.sh``.
+        gpus (int): Processes (GPUs) per run; > 1 starts
+            ``tools/dist_train.sh`` (``tools/slurm_train.sh`` with that many
+            tasks on slurm).
         subprocess (bool): Run ``tools/train.py`` in a subprocess even for
             one process.
         threads (int, optional): torch CPU threads of each run.
         quiet (bool): In-process runs log only warnings to the console
-            (everything still goes to their log file) and one line per
-            validation.
+            (everything still goes to their log file).
+        launcher (str): ``'none'`` (one run after another), ``'local'``
+            (several at once on this machine) or ``'slurm'`` (a job per
+            run).
+        parallel (int, optional): ``'local'``: runs at once at most (on a
+            machine without GPUs: the number of CPU runs at once, default
+            1).
+        partition (str, optional): ``'slurm'``: the partition.
+        max_jobs (int, optional): ``'slurm'``: jobs running at once at most.
+        gpus_per_node (int): ``'slurm'``: GPUs per node. Defaults to 8.
+        cpus_per_task (int, optional): ``'slurm'``: ``--cpus-per-task``.
+        sbatch_args (Sequence[str]): ``'slurm'``: more ``sbatch`` options.
+        wait (bool): Wait for the jobs to end (False, slurm only: submit
+            and return).
+        poll_s (float, optional): Seconds between two looks at running
+            jobs (default: 10 on slurm, 1 otherwise).
+        progress (str): ``'auto'``, ``'tty'`` or ``'plain'``: how the status
+            lines are shown (see :class:`~.progress.ProgressBoard`).
+        stream (IO, optional): Where the status lines go (``sys.stdout``).
     """
 
     momentum: Optional[float] = None
@@ -133,6 +165,17 @@ class Settings:
     subprocess: bool = False
     threads: Optional[int] = None
     quiet: bool = True
+    launcher: str = 'none'
+    parallel: Optional[int] = None
+    partition: Optional[str] = None
+    max_jobs: Optional[int] = None
+    gpus_per_node: int = 8
+    cpus_per_task: Optional[int] = None
+    sbatch_args: Sequence[str] = ()
+    wait: bool = True
+    poll_s: Optional[float] = None
+    progress: str = 'auto'
+    stream: Optional[IO] = None
 
 
 def build_run_config(run: Run, settings: Settings) -> Config:
@@ -178,14 +221,6 @@ def config_file(run: Run) -> str:
     return osp.join(run.work_dir, CONFIG_DIR, f'{run.config_name}.py')
 
 
-def write_config(cfg: Config, path: str) -> str:
-    """Dump ``cfg`` to ``path``; return the digest of the text."""
-    os.makedirs(osp.dirname(path), exist_ok=True)
-    text = cfg.pretty_text
-    write_text(path, text)
-    return config_digest(text)
-
-
 def read_finished(work_dir: str, name: str = FINISHED) -> Optional[dict]:
     """The ``finished.json`` (or ``name``) record of a run, or None."""
     return read_json(osp.join(work_dir, name))
@@ -206,36 +241,6 @@ def run_state(work_dir: str, digest: str) -> str:
     return 'partial'
 
 
-class ProgressHook(Hook):
-    """Logs one line per validation of a run: the step, the training loss
-    and the metrics, with the elapsed time."""
-
-    priority = 'LOWEST'
-
-    def __init__(self, prefix: str) -> None:
-        self.prefix = prefix
-        self.start = time.perf_counter()
-
-    def after_val_epoch(self, runner, metrics: Optional[dict] = None) -> None:
-        by_epoch = runner.train_loop is not None and hasattr(
-            runner.train_loop, 'max_epochs')
-        if by_epoch:
-            where = f'epoch {runner.epoch}/{runner.max_epochs}'
-        else:
-            where = f'iter {runner.iter}/{runner.max_iters}'
-        parts = []
-        loss = runner.message_hub.log_scalars.get('train/loss')
-        if loss is not None:
-            # The epoch's mean (the last iteration's for iteration loops).
-            window = len(runner.train_dataloader) if by_epoch else 1
-            parts.append(f'loss {loss.mean(window):.4f}')
-        for key, value in (metrics or {}).items():
-            if isinstance(value, (int, float)):
-                parts.append(f'{key} {value:.2f}')
-        log(f'{self.prefix}{where}: {", ".join(parts)} '
-            f'({time.perf_counter() - self.start:.0f} s)')
-
-
 #: mmengine's own deprecation notices, said by every run's CheckpointHook.
 KNOWN_NOISE = ('"FileClient" will be deprecated',
                '"HardDiskBackend" is the alias of "LocalBackend"')
@@ -247,30 +252,43 @@ def _drop_known_noise(record: logging.LogRecord) -> bool:
     return not any(text in message for text in KNOWN_NOISE)
 
 
-def _build_quietly(cfg: Config):
+def _build_quietly(cfg: Config, stream: Optional[IO] = None):
     """Build the runner with its console output held back, then let its
-    console handlers show warnings only (its log file keeps everything).
-    The warnings and errors logged while building are shown."""
+    console handlers show warnings only, on ``stream`` (``sys.stdout``;
+    its log file keeps everything). The warnings and errors logged while
+    building are shown."""
     from sema_mm.cli import build_runner
 
+    stream = stream or sys.stdout
     held = io.StringIO()
     with contextlib.redirect_stdout(held):
         runner = build_runner(cfg)
     for handler in runner.logger.handlers:
         if type(handler) is logging.StreamHandler and \
                 handler.stream is held:
-            handler.setStream(sys.stdout)
+            handler.setStream(stream)
             handler.setLevel(logging.WARNING)
             handler.addFilter(_drop_known_noise)
     for line in held.getvalue().splitlines():
         if ' - WARNING - ' in line or ' - ERROR - ' in line:
-            print(line, flush=True)
+            stream.write(line + '\n')
     return runner
 
 
 def train_in_process(path: str, run: Run, settings: Settings,
-                     prefix: str = '') -> None:
-    """Train ``path`` here, as ``tools/train.py`` would."""
+                     hooks: Sequence = (),
+                     stream: Optional[IO] = None) -> None:
+    """Train ``path`` here, as ``tools/train.py`` would.
+
+    Args:
+        path (str): The run's config file.
+        run (Run): The run.
+        settings (Settings): Shared settings.
+        hooks (Sequence): Hook objects registered on the runner (quiet
+            runs only), e.g. a :class:`~.progress.BoardHook`.
+        stream (IO, optional): Where the console output of a quiet run
+            goes.
+    """
     import torch
 
     import sema_mm  # noqa: F401
@@ -301,9 +319,9 @@ def train_in_process(path: str, run: Run, settings: Settings,
                 warnings.filterwarnings(
                     'ignore',
                     message=".*'pin_memory' argument is set as true")
-                runner = _build_quietly(cfg)
-                runner.register_hook(ProgressHook(prefix),
-                                     priority='LOWEST')
+                runner = _build_quietly(cfg, stream)
+                for hook in hooks:
+                    runner.register_hook(hook)
             else:
                 runner = build_runner(cfg)
             runner.train()
@@ -317,95 +335,141 @@ def has_checkpoint(work_dir: str) -> bool:
         glob.glob(osp.join(work_dir, '*.pth')))
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
-
-
-def train_subprocess(path: str, run: Run, settings: Settings) -> None:
-    """Train ``path`` with ``tools/train.py`` or, for ``gpus > 1``,
-    ``tools/dist_train.sh``; the output goes to ``work_dir/train.log``."""
-    tools = osp.join(REPO, 'tools')
-    if settings.gpus > 1:
-        cmd = ['bash', osp.join(tools, 'dist_train.sh'), path,
-               str(settings.gpus)]
-    else:
-        cmd = [sys.executable, osp.join(tools, 'train.py'), path]
-    cmd += ['--work-dir', run.work_dir]
-    if has_checkpoint(run.work_dir):
-        cmd.append('--resume')
-    env = dict(os.environ)
-    env['PYTHONPATH'] = REPO + os.pathsep + env.get('PYTHONPATH', '')
-    # dist_train.sh runs `python`: make it this interpreter.
-    env['PATH'] = osp.dirname(sys.executable) + os.pathsep + env.get(
-        'PATH', '')
-    env.setdefault('PORT', str(_free_port()))
-    if settings.threads:
-        env['OMP_NUM_THREADS'] = str(settings.threads)
-    log_file = osp.join(run.work_dir, 'train.log')
-    with open(log_file, 'a') as out:
-        proc = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT,
-                              env=env, cwd=os.getcwd())
-    if proc.returncode != 0:
-        with open(log_file) as f:
-            tail = f.read()[-3000:]
-        raise RuntimeError(f'{" ".join(cmd)} failed with exit code '
-                           f'{proc.returncode}; its output ends with:\n'
-                           f'{tail}')
-
-
-def execute(run: Run, settings: Settings, index: int = 1,
-            total: int = 1, force: bool = False) -> dict:
-    """Train ``run`` unless it already finished with the same config.
+def make_task(run: Run, settings: Settings, force: bool = False) -> Task:
+    """The :class:`~.launchers.Task` of ``run``: its config built (not yet
+    written), and what to do right before it starts (``prepare``): empty
+    its folder if it holds another config's run (or with ``force``), write
+    the config and ``started.json``.
 
     Args:
         run (Run): The run.
         settings (Settings): Shared settings.
-        index (int): Its number, for the progress line.
-        total (int): The number of runs, for the progress line.
-        force (bool): Train again even when finished.
+        force (bool): Train it again from scratch even if it finished.
 
     Returns:
-        dict: ``state`` (what was found before), ``trained`` and the
-        ``finished.json`` record.
+        Task: The task (``payload`` is ``run``).
     """
     cfg = build_run_config(run, settings)
     text = cfg.pretty_text
     digest = config_digest(text)
-    state = run_state(run.work_dir, digest)
-    prefix = f'[{index}/{total}] {run.name}: '
-    if state == 'finished' and not force:
-        record = read_finished(run.work_dir)
-        log(f'{prefix}finished before ({record.get("wall_s", 0):.0f} s), '
-            'skipped')
-        return dict(state=state, trained=False, record=record)
-    if state == 'stale' or (force and state != 'new'):
-        log(f'{prefix}{run.work_dir} holds a run of another config'
-            if state == 'stale' else f'{prefix}--force',
-            level=logging.WARNING if state == 'stale' else logging.INFO)
-        log(f'{prefix}training again from scratch')
-        shutil.rmtree(run.work_dir)
-    elif state == 'partial':
-        log(f'{prefix}unfinished run found: resuming from its last '
-            'checkpoint if it has one')
+    by_epoch = is_epoch_based(cfg)
+    total = (cfg.get('train_cfg') or {}).get(
+        'max_epochs' if by_epoch else 'max_iters')
     path = config_file(run)
-    write_config(cfg, path)
-    write_json(osp.join(run.work_dir, STARTED), dict(digest=digest))
-    log(f'{prefix}training in {run.work_dir}')
-    start = time.perf_counter()
+
+    def prepare() -> Optional[str]:
+        state = run_state(run.work_dir, digest)
+        message = None
+        if state == 'stale' or (force and state != 'new'):
+            message = ('its folder holds a run of another config'
+                       if state == 'stale' else '--force') + \
+                ': training again from scratch'
+            shutil.rmtree(run.work_dir)
+        elif state == 'partial' and has_checkpoint(run.work_dir):
+            message = 'unfinished: resuming from its last checkpoint'
+        os.makedirs(osp.dirname(path), exist_ok=True)
+        write_text(path, text)
+        write_json(osp.join(run.work_dir, STARTED), dict(
+            digest=digest, config=run.config_path,
+            variant=run.variant.spec or run.variant.kind, seed=run.seed))
+        return message
+
+    return Task(
+        key=osp.join(run.config_name, run.variant.dirname, f'seed{run.seed}'),
+        name=run.name, work_dir=run.work_dir, config=path, digest=digest,
+        unit='epoch' if by_epoch else 'iter',
+        total=int(total) if total else None, prepare=prepare, payload=run)
+
+
+def make_launcher(settings: Settings, work_root: str,
+                  train: Callable[[Task], None]):
+    """The launcher ``settings`` ask for (see :mod:`.launchers`)."""
+    if settings.launcher not in LAUNCHERS:
+        raise ValueError(f'launcher must be one of {LAUNCHERS}, got '
+                         f'{settings.launcher!r}')
+    if settings.launcher == 'slurm':
+        if not settings.partition:
+            raise ValueError('the slurm launcher needs a partition')
+        return SlurmLauncher(
+            settings.partition, gpus_per_run=settings.gpus,
+            gpus_per_node=settings.gpus_per_node,
+            cpus_per_task=settings.cpus_per_task,
+            max_jobs=settings.max_jobs, threads=settings.threads,
+            sbatch_args=settings.sbatch_args, root=work_root)
+    if not settings.wait:
+        raise ValueError('not waiting for the runs needs the slurm '
+                         'launcher')
+    if settings.launcher == 'local':
+        return LocalLauncher(settings.gpus, settings.parallel,
+                             settings.threads)
     if settings.subprocess or settings.gpus > 1:
-        train_subprocess(path, run, settings)
-    else:
-        train_in_process(path, run, settings, prefix)
-    wall_s = time.perf_counter() - start
-    record = dict(
-        digest=digest, wall_s=wall_s, config=run.config_path,
-        variant=run.variant.spec or run.variant.kind, seed=run.seed,
-        finished=time.strftime('%Y-%m-%d %H:%M:%S'))
-    write_json(osp.join(run.work_dir, FINISHED), record)
-    log(f'{prefix}done in {wall_s:.0f} s')
-    return dict(state=state, trained=True, record=record)
+        return LocalLauncher(settings.gpus, threads=settings.threads,
+                             pin_devices=False)
+    return InProcessLauncher(train)
+
+
+def make_board(tasks: Sequence[Task], settings: Settings,
+               metric: Optional[str] = None) -> ProgressBoard:
+    """The status lines of ``tasks``."""
+    mode = settings.progress if settings.quiet else 'plain'
+    return ProgressBoard({t.key: t.name for t in tasks},
+                         stream=settings.stream, mode=mode, metric=metric)
+
+
+class RunsFailed(RuntimeError):
+    """Some runs of a comparison failed; the report was written with the
+    others.
+
+    Attributes:
+        failed (list): ``(name, detail)`` of each failed run.
+        results (list): The :class:`ConfigResult` of each config (empty if
+            nothing was logged).
+    """
+
+    def __init__(self, failed: List[Tuple[str, str]],
+                 results: List['ConfigResult']) -> None:
+        lines = '\n'.join(f'  {name}: {detail}' for name, detail in failed)
+        super().__init__(
+            f'{len(failed)} run(s) failed:\n{lines}\nRun the same command '
+            'again to start them again (each resumes from its last '
+            'checkpoint).')
+        self.failed = failed
+        self.results = results
+
+
+def train_runs(runs: Sequence[Run], settings: Settings, work_root: str,
+               force: bool = False, metric: Optional[str] = None) -> Outcome:
+    """Start every run that is not finished with ``settings``' launcher
+    and follow them (see :class:`~.scheduler.Scheduler`).
+
+    Returns:
+        Outcome: How the runs ended up.
+    """
+    tasks = [make_task(run, settings, force) for run in runs]
+    board = make_board(tasks, settings, metric)
+
+    def train(task: Task) -> None:
+        train_in_process(task.config, task.payload, settings,
+                         hooks=[BoardHook(board, task.key)],
+                         stream=board.writer())
+
+    launcher = make_launcher(settings, work_root, train)
+    poll_s = settings.poll_s or (10.0 if launcher.name == 'slurm' else 1.0)
+    how = launcher.describe() if hasattr(launcher, 'describe') else \
+        'one run at a time in this process'
+    log(f'{len(runs)} runs under {work_root}: {how}')
+    scheduler = Scheduler(launcher, board, wait=settings.wait, poll_s=poll_s,
+                          force=force)
+    return scheduler.run(tasks)
+
+
+def survey(runs: Sequence[Run], settings: Settings) -> None:
+    """Print the state of every run (finished, queued, running, failed or
+    not started), a line each, starting none."""
+    tasks = [make_task(run, settings) for run in runs]
+    board = ProgressBoard({t.key: t.name for t in tasks},
+                          stream=settings.stream, mode='plain')
+    Scheduler(None, board).survey(tasks)
 
 
 def plan_runs(configs: Dict[str, str], variants: Sequence[Variant],
@@ -521,8 +585,7 @@ def write_report(results: Sequence[ConfigResult], work_root: str,
                          '\n')
     text = '\n'.join(parts)
     os.makedirs(work_root, exist_ok=True)
-    with open(osp.join(work_root, 'results.md'), 'w') as f:
-        f.write(text)
+    write_text(osp.join(work_root, 'results.md'), text)
 
     def clean(pair):
         return [None if math.isnan(v) else v for v in pair]
@@ -544,8 +607,8 @@ def compare(configs: Dict[str, str], variants: Sequence[Variant],
             seeds: Sequence[int], work_root: str,
             settings: Optional[Settings] = None,
             metric: Optional[str] = None, rule: Optional[str] = None,
-            force: bool = False, train: bool = True, header: str = ''
-            ) -> List[ConfigResult]:
+            force: bool = False, train: bool = True, header: str = '',
+            command: str = '') -> List[ConfigResult]:
     """Train (or skip) every run, then compare.
 
     Args:
@@ -558,22 +621,47 @@ def compare(configs: Dict[str, str], variants: Sequence[Variant],
         metric (str, optional): Validation metric to compare.
         rule (str, optional): ``'greater'`` or ``'less'``.
         force (bool): Train finished runs again.
-        train (bool): False: only read what is there and report.
+        train (bool): False: only show the runs' states, read what is there
+            and report.
         header (str): Text put before the tables in ``results.md``.
+        command (str): The command line, shown to a second comparison on
+            the same root.
 
     Returns:
-        list: One :class:`ConfigResult` per config.
+        list: One :class:`ConfigResult` per config; empty when the runs
+        were only submitted (``settings.wait`` False) and some are still
+        queued or running.
+
+    Raises:
+        CompareBusyError: When another comparison trains under
+            ``work_root``.
+        RunsFailed: When runs failed (after the report of the others was
+            written).
     """
     settings = settings or Settings()
     runs = plan_runs(configs, variants, seeds, work_root)
+    failed: List[Tuple[str, str]] = []
     if train:
-        start = time.perf_counter()
-        log(f'{len(runs)} runs: {len(configs)} config(s) x {len(seeds)} '
-            f'seed(s) x {len(variants)} variant(s) under {work_root}')
-        for i, run in enumerate(runs, 1):
-            execute(run, settings, i, len(runs), force)
-        log(f'all {len(runs)} runs done in '
-            f'{time.perf_counter() - start:.0f} s')
+        os.makedirs(work_root, exist_ok=True)
+        with root_lock(work_root, command or ' '.join(sys.argv)):
+            outcome = train_runs(runs, settings, work_root, force, metric)
+        failed = [(task.name, detail) for task, detail in outcome.failed]
+        if outcome.active:
+            log(f'{len(outcome.active)} run(s) submitted or still running; '
+                'tables come when they are done: run the same command again '
+                'to wait for them, or add --report-only to see where they '
+                'are')
+            if not failed:
+                return []
+            raise RunsFailed(failed, [])
+    else:
+        survey(runs, settings)
+    unfinished = [r.name for r in runs if read_finished(r.work_dir) is None]
+    if unfinished:
+        header += ('\nNot finished (their curves so far are included): ' +
+                   ', '.join(unfinished) + '\n')
     results = collect(runs, metric, rule, plot_dir=work_root)
     write_report(results, work_root, header)
+    if failed:
+        raise RunsFailed(failed, results)
     return results

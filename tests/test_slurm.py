@@ -1,0 +1,172 @@
+"""The slurm scripts and ``tools/compare.py --launcher slurm`` under a real
+single-node Slurm (the ``slurm_cluster`` fixture of tests/conftest.py:
+munged, slurmctld and slurmd started for these tests, 8 CPUs and 8 fake
+GPUs). Skipped where slurm is not installed (``tools/setup_slurm.sh``),
+failed instead when ``CI=true``.
+"""
+import json
+import os.path as osp
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Dict, List
+
+import pytest
+
+from tests.test_compare_launchers import (
+    COMPARE,
+    control_config,
+    max_overlap,
+    train_rows_of_epoch,
+)
+from tests.test_tools import (
+    TOOLS,
+    assert_same_tensors,
+    free_port,
+    metric_of,
+    probe,
+    run_env,
+    write_config,
+)
+
+
+def slurm_run(cmd: List[str], cluster, cwd: Path, timeout: int = 300,
+              check: bool = True, **env: str) -> subprocess.CompletedProcess:
+    """Run ``cmd`` as a client of ``cluster``."""
+    proc = subprocess.run(
+        cmd, cwd=cwd, env=run_env(**cluster.env, **env),
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        timeout=timeout)
+    if check:
+        assert proc.returncode == 0, \
+            f'{cmd} failed:\n{proc.stdout[-6000:]}\n{cluster.logs()}'
+    return proc
+
+
+def test_slurm_train_and_test_two_tasks(slurm_cluster, tmp_path):
+    """``tools/slurm_train.sh`` trains the SEMA toy config with 2 tasks
+    (gloo): after every switch both ranks hold bit-identical weights and
+    EMA; ``tools/slurm_test.sh`` evaluates the checkpoint to the last
+    validation's accuracy."""
+    config = write_config(tmp_path)
+    work_dir = tmp_path / 'work_dir'
+    scripts = dict(GPUS='2', GPUS_PER_NODE='2', CPUS_PER_TASK='1',
+                   OMP_NUM_THREADS='1')
+    out = slurm_run(['bash', str(TOOLS / 'slurm_train.sh'), 'test',
+                     'sema-train', str(config), str(work_dir)],
+                    slurm_cluster, tmp_path, MASTER_PORT=str(free_port()),
+                    **scripts).stdout
+    assert 'world size 2 on the CPU, gloo backend' in out
+    assert (work_dir / 'epoch_2.pth').is_file()
+    for epoch in (1, 2):
+        r0, r1 = probe(work_dir, 0, epoch), probe(work_dir, 1, epoch)
+        assert r0['world_size'] == r1['world_size'] == 2
+        assert r0['num_switches'] == r1['num_switches'] == epoch
+        assert_same_tensors(r0['model'], r1['model'])
+        assert_same_tensors(r0['ema'], r1['ema'])
+    scripts.update(GPUS='1', GPUS_PER_NODE='1')
+    out = slurm_run(['bash', str(TOOLS / 'slurm_test.sh'), 'test',
+                     'sema-test', str(config),
+                     str(work_dir / 'epoch_2.pth'), '--work-dir',
+                     str(tmp_path / 'test')],
+                    slurm_cluster, tmp_path, MASTER_PORT=str(free_port()),
+                    **scripts).stdout
+    scalars = next(work_dir.glob('*/vis_data/scalars.json')).read_text()
+    val = re.findall(r'"toy/accuracy": ([0-9.]+)', scalars)
+    assert metric_of(out) == pytest.approx(float(val[-1]))
+
+
+def test_compare_reports_a_refused_submission(slurm_cluster, tmp_path):
+    """More GPUs per run than the node has: sbatch refuses at once
+    (``EnforcePartLimits=ALL``, nothing is left pending) and the comparison
+    says so and submits nothing else."""
+    config = control_config(tmp_path, tmp_path)
+    proc = slurm_run([
+        sys.executable, COMPARE, f'toy={config}', '--variants', 'sema',
+        '--seeds', '0', '1', '--work-root', str(tmp_path / 'work'),
+        '--launcher', 'slurm', '--partition', 'test', '--gpus-per-run', '9',
+        '--gpus-per-node', '9', '--cpus-per-task', '1'
+    ], slurm_cluster, tmp_path, timeout=120, check=False)
+    assert proc.returncode == 1, proc.stdout
+    assert 'sbatch refused toy SEMA seed 0' in proc.stdout
+    assert 'not submitting the 1 other run(s)' in proc.stdout
+    assert not queue(slurm_cluster)
+
+
+def queue(cluster) -> Dict[str, Dict[str, str]]:
+    """Job id -> name, state, dependency of the jobs in the queue."""
+    out = cluster.client(['squeue', '-h', '-o', '%i|%j|%T|%E'])
+    jobs = {}
+    for line in out.splitlines():
+        job_id, name, state, dependency = line.split('|')
+        jobs[job_id] = dict(name=name, state=state, dependency=dependency)
+    return jobs
+
+
+def test_compare_on_slurm(slurm_cluster, tmp_path):
+    """A 2-variant x 2-seed grid as slurm jobs, at most 2 at a time:
+    submitted with ``--no-wait``, looked at with ``--report-only``, waited
+    for by the next call (which adopts the jobs instead of submitting them
+    again), one planned failure reported with its log and resubmitted by
+    the call after, which resumes it and writes the table of all four."""
+    control = tmp_path / 'control'
+    control.mkdir()
+    (control / 'sema_seed1.fail').write_text('')
+    config = control_config(tmp_path, control)
+    root = tmp_path / 'work'
+    base = [sys.executable, COMPARE, f'toy={config}', '--variants',
+            'baseline', 'sema', '--seeds', '0', '1', '--work-root',
+            str(root), '--launcher', 'slurm', '--partition', 'test',
+            '--cpus-per-task', '1', '--max-jobs', '2', '--poll', '0.5']
+
+    # 1. Submit and exit: four jobs, in two dependency lines.
+    out = slurm_run(base + ['--no-wait'], slurm_cluster, tmp_path).stdout
+    assert '4 run(s) submitted or still running' in out
+    jobs = {}
+    for seed in (0, 1):
+        for variant in ('baseline', 'sema'):
+            record = json.loads(
+                (root / 'toy' / variant / f'seed{seed}' / 'job.json'
+                 ).read_text())
+            assert record['name'].startswith(f'toy.{variant}.seed{seed}.')
+            jobs[(variant, seed)] = record['job_id']
+    first, second = jobs[('baseline', 0)], jobs[('sema', 0)]
+    waiting = queue(slurm_cluster)
+    for key, after in ((('baseline', 1), first), (('sema', 1), second)):
+        if jobs[key] in waiting:  # not started yet: it follows its line
+            assert waiting[jobs[key]]['dependency'] in (
+                f'afterany:{after}', f'afterany:{after}(unfulfilled)')
+
+    # 2. Where they are, without waiting or submitting.
+    out = slurm_run(base + ['--report-only'], slurm_cluster,
+                    tmp_path).stdout
+    assert 'compare: 4 runs:' in out
+    assert set(queue(slurm_cluster)) <= set(jobs.values())
+
+    # 3. Wait for them: adopted, not submitted again; one fails.
+    proc = slurm_run(base, slurm_cluster, tmp_path, check=False)
+    assert proc.returncode == 1, proc.stdout[-6000:]
+    out = proc.stdout
+    failed_log = root / 'toy' / 'sema' / 'seed1' / \
+        f'slurm-{jobs[("sema", 1)]}.log'
+    assert f'toy SEMA seed 1 failed: exit status 1; log: {failed_log}' in \
+        out.replace(str(tmp_path / 'work'), str(root))
+    assert 'planned failure' in failed_log.read_text()
+    for (variant, seed), job_id in jobs.items():
+        run_dir = root / 'toy' / variant / f'seed{seed}'
+        assert [p.name for p in run_dir.glob('slurm-*.log')] == \
+            [f'slurm-{job_id}.log']
+    assert max_overlap(root) <= 2  # --max-jobs 2
+    assert '| baseline | 2 |' in (root / 'results.md').read_text()
+
+    # 4. The failed run is submitted again and resumes after epoch 1.
+    out = slurm_run(base, slurm_cluster, tmp_path).stdout
+    assert out.count('finished before') == 3
+    run_dir = root / 'toy' / 'sema' / 'seed1'
+    assert len(list(run_dir.glob('slurm-*.log'))) == 2
+    assert train_rows_of_epoch(run_dir, 1) == 8  # epoch 1 trained once
+    table = (root / 'results.md').read_text()
+    assert '| baseline | 2 |' in table and '| SEMA | 2 |' in table
+    assert not queue(slurm_cluster)
+    assert osp.isfile(run_dir / 'finished.json')
