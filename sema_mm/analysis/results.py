@@ -389,19 +389,21 @@ def plot_curves(summaries: Sequence[VariantSummary], metric: str, path: str,
     axes = iter(axes[0])
     # Each later line a little thinner, so that equal curves (EMA does not
     # change the training loss) stay visible on top of each other.
+    # One colour per variant in every panel.
     widths = [max(0.8, 2.6 - 0.5 * i) for i in range(len(summaries))]
+    colors = [f'C{i}' for i in range(len(summaries))]
     ax = next(axes)
-    for s, lw in zip(summaries, widths):
+    for s, lw, color in zip(summaries, widths, colors):
         if not s.curve:
             continue
         steps = sorted(s.curve)
         mean = [s.curve[st][0] for st in steps]
         std = [s.curve[st][1] for st in steps]
-        line, = ax.plot(steps, mean, linewidth=lw,
-                        label=f'{s.label} (n={len(s.seeds)})')
+        ax.plot(steps, mean, linewidth=lw, color=color,
+                label=f'{s.label} (n={len(s.seeds)})')
         ax.fill_between(steps, [m - d for m, d in zip(mean, std)],
                         [m + d for m, d in zip(mean, std)],
-                        color=line.get_color(), alpha=0.2, linewidth=0)
+                        color=color, alpha=0.2, linewidth=0)
     ax.set_xlabel(step_name)
     ax.set_ylabel(f'val {metric} (mean ± std over seeds)')
     ax.grid(alpha=0.3)
@@ -413,12 +415,12 @@ def plot_curves(summaries: Sequence[VariantSummary], metric: str, path: str,
         if not shown:
             continue
         ax = next(axes)
-        for s, lw in zip(summaries, widths):
+        for s, lw, color in zip(summaries, widths, colors):
             curve = getattr(s, key)
             if curve:
                 steps = sorted(curve)
                 ax.plot(steps, [curve[st][0] for st in steps],
-                        linewidth=lw, label=s.label,
+                        linewidth=lw, color=color, label=s.label,
                         marker='o' if key == 'switch_distance' else None)
         ax.set_xlabel(step_name)
         ax.set_ylabel(ylabel)
