@@ -63,8 +63,23 @@ def select_averaged_names(module: nn.Module, update_buffers: bool,
     return [n for n in names if not name_matches(n, exclude)]
 
 
+class PythonStepCounter:
+    """Mixin for an ``nn.Module`` with a ``steps`` buffer: the count lives
+    in the Python int ``num_steps`` and is mirrored into ``steps`` only when
+    a state dict is written or read, so no update reads a device tensor."""
+    num_steps: int
+
+    def _save_to_state_dict(self, destination, prefix, keep_vars):
+        self.steps.fill_(self.num_steps)
+        super()._save_to_state_dict(destination, prefix, keep_vars)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        self.num_steps = int(self.steps)
+
+
 @MODELS.register_module()
-class FusedEMA(ExponentialMovingAverage):
+class FusedEMA(PythonStepCounter, ExponentialMovingAverage):
     """EMA of a model's weights with fused multi-tensor updates.
 
     Args:
@@ -138,10 +153,3 @@ class FusedEMA(ExponentialMovingAverage):
             pairs.lerp_(m)
         self.num_steps += 1
 
-    def _save_to_state_dict(self, destination, prefix, keep_vars):
-        self.steps.fill_(self.num_steps)
-        super()._save_to_state_dict(destination, prefix, keep_vars)
-
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
-        self.num_steps = int(self.steps)

@@ -47,11 +47,10 @@ from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _NormBase
 
 from ..compat.fsdp import ShardedModel
-from ..compat.torch_ops import foreach_norm, foreach_sub
 from ..errors import require
 from .averagers import Averager
-from .fused_ema import FusedEMA
-from .tensor_pairs import DISTANCE_CHUNK, TensorPairs, name_matches
+from .fused_ema import FusedEMA, PythonStepCounter
+from .tensor_pairs import TensorPairs, name_matches, relative_norm
 
 
 class _NormStats(_NormBase):
@@ -123,33 +122,14 @@ class ShardedPairs(TensorPairs):
         self.reshard()
         super().swap()
 
-    @torch.no_grad()
     def relative_distance(self) -> float:
         """``||src - avg|| / ||src||`` over the whole model (global
         2-norms; one all-reduce of two float64 numbers)."""
         self.reshard()
-        sums = torch.zeros(2, dtype=torch.float64)
-        for group in self._groups:
-            src = group.stage()
-            self._wait_for_staging()
-            start = 0
-            while start < len(src):
-                stop, size = start, 0
-                while stop < len(src) and (stop == start or size + src[
-                        stop].numel() <= DISTANCE_CHUNK):
-                    size += src[stop].numel()
-                    stop += 1
-                diffs = foreach_sub(src[start:stop], group.avg[start:stop])
-                for i, part in enumerate((diffs, src[start:stop])):
-                    norms = foreach_norm(part, 2., dtype=torch.float32)
-                    sums[i] += torch.stack(norms).double().square().sum(
-                    ).cpu()
-                start = stop
+        sums = self.distance_sums()
         if get_world_size() > 1:
             sums = _all_reduce(sums, torch_dist.ReduceOp.SUM)
-        diff_sq, src_sq = (float(s) for s in sums)
-        return diff_sq**0.5 / max(src_sq**0.5,
-                                  torch.finfo(torch.float32).tiny)
+        return relative_norm(sums)
 
 
 def _all_reduce(tensor: Tensor, op) -> Tensor:
@@ -162,7 +142,7 @@ def _all_reduce(tensor: Tensor, op) -> Tensor:
     return tensor.cpu()
 
 
-class ShardedEMAModel(nn.Module):
+class ShardedEMAModel(PythonStepCounter, nn.Module):
     """The averaged model of :class:`ShardedEMA`: this rank's EMA shards.
 
     Args:
@@ -188,14 +168,6 @@ class ShardedEMAModel(nn.Module):
         self.register_buffer('steps', torch.tensor(0, dtype=torch.long))
 
     momentum_at = FusedEMA.momentum_at
-
-    def _save_to_state_dict(self, destination, prefix, keep_vars):
-        self.steps.fill_(self.num_steps)
-        super()._save_to_state_dict(destination, prefix, keep_vars)
-
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
-        self.num_steps = int(self.steps)
 
 
 class ShardedEMA(Averager):

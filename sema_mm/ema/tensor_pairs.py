@@ -162,9 +162,9 @@ class TensorPairs:
             foreach_copy_(g.src, tmp)
 
     @torch.no_grad()
-    def relative_distance(self) -> float:
-        """``||src - avg|| / ||src||`` over all pairs (global 2-norms): how
-        far copying the averaged tensors into the source moves it.
+    def distance_sums(self) -> Tensor:
+        """``(||src - avg||^2, ||src||^2)`` over all pairs, as a float64
+        CPU tensor.
 
         The differences are formed in chunks of at most
         :data:`DISTANCE_CHUNK` elements, each with fused kernels, so the
@@ -186,11 +186,16 @@ class TensorPairs:
                 for part, out in ((diffs, diff_sq),
                                   (src[start:stop], src_sq)):
                     norms = foreach_norm(part, 2., dtype=torch.float32)
-                    out.append(torch.stack(norms).square().sum())
+                    out.append(torch.stack(norms).double().square().sum())
                 start = stop
-        src_norm = math.sqrt(sum(float(t) for t in src_sq))
-        diff_norm = math.sqrt(sum(float(t) for t in diff_sq))
-        return diff_norm / max(src_norm, torch.finfo(torch.float32).tiny)
+        return torch.tensor([sum(float(t) for t in diff_sq),
+                             sum(float(t) for t in src_sq)],
+                            dtype=torch.float64)
+
+    def relative_distance(self) -> float:
+        """``||src - avg|| / ||src||`` over all pairs (global 2-norms): how
+        far copying the averaged tensors into the source moves it."""
+        return relative_norm(self.distance_sums())
 
     def averaged_tensors(self) -> List[Tensor]:
         """The averaged tensors, in group order."""
@@ -199,6 +204,14 @@ class TensorPairs:
     def source_tensors(self) -> List[Tensor]:
         """The source tensors, in group order."""
         return [t for g in self._groups for t in g.src]
+
+
+def relative_norm(sums: Tensor) -> float:
+    """``sqrt(sums[0] / sums[1])``, the ratio of two norms given by their
+    squares (0 when both are 0)."""
+    diff_sq, src_sq = (float(s) for s in sums)
+    return math.sqrt(diff_sq) / max(math.sqrt(src_sq),
+                                    torch.finfo(torch.float32).tiny)
 
 
 def _max_norms(tensors: List[Tensor], ord: float,
