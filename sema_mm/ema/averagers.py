@@ -84,8 +84,9 @@ class Averager:
 
     def load(self, checkpoint: dict) -> bool:
         """Restore the EMA from a resumed ``checkpoint``; whether it held
-        one."""
-        return True
+        one. An EMA that is part of the model (a momentum teacher) comes
+        back with the model's weights: nothing to do here."""
+        return False
 
 
 class OwnEMA(Averager):
