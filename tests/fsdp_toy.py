@@ -8,8 +8,10 @@ Import with ``custom_imports=dict(imports=['tests.toy', 'tests.fsdp_toy'])``.
 * :class:`FullProbeHook`: after every training epoch (after the switch,
   before the checkpoint) rank 0 writes ``work_dir/full_epoch{epoch}.pth``
   with the gathered weights (``model``) and the gathered EMA (``ema``),
-  whatever the wrapping (DDP, FSDP1, FSDP2), and every rank the number of
-  elements of its EMA (``ema_numel``).
+  whatever the wrapping (DDP, FSDP1, FSDP2), and every rank
+  ``work_dir/rank{rank}_epoch{epoch}.pth`` with the number of elements of
+  its EMA (``ema_numel``) and its own buffers (``buffers``, unwrapped
+  names: the normalisation statistics differ between ranks).
 """
 import os.path as osp
 
@@ -19,6 +21,7 @@ from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS, STRATEGIES
 
+from sema_mm.compat.fsdp import clean_name
 from sema_mm.ema.sharded import ShardedEMA
 from sema_mm.hooks import SwitchEMAHook
 
@@ -58,10 +61,14 @@ class FullProbeHook(Hook):
             ema_module = hook.ema_model.module.state_dict()
             ema.update({n: ema_module[n] for n in averager.pairs.names})
         numel = sum(t.numel() for t in averager.pairs.averaged_tensors())
+        buffers = {
+            clean_name(n): b.detach().clone()
+            for n, b in runner.model.named_buffers()
+        }
         torch.save(
-            dict(ema_numel=numel),
+            dict(ema_numel=numel, buffers=buffers),
             osp.join(runner.work_dir,
-                     f'numel_rank{runner.rank}_epoch{runner.epoch + 1}.pth'))
+                     f'rank{runner.rank}_epoch{runner.epoch + 1}.pth'))
         if runner.rank == 0:
             torch.save(
                 dict(model={k: v.clone() for k, v in model.items()},

@@ -162,3 +162,20 @@ def test_nonfinite_ema_is_never_switched_in(tmp_path):
     assert sema_hook(runner).num_switches == 0
     assert any('the EMA is not finite at the end of epoch 1' in m
                for m in logs.messages(logging.WARNING))
+
+
+def test_fsdp_on_cpu_needs_torch_2_1():
+    """FSDP of torch 2.0 computes on CUDA only: on CPU processes the tools
+    refuse ``FSDPStrategy`` with a message before any process group or
+    model is built; from torch 2.1 they fill in the CPU wrapper settings."""
+    from mmengine.utils import digit_version
+
+    from sema_mm.cli.launch import cpu_strategy_cfg
+    strategy = dict(type='FSDPStrategy', state_dict_cfg='full')
+    if digit_version(torch.__version__) < digit_version('2.1.0'):
+        with pytest.raises(ValueError, match='needs torch >= 2.1'):
+            cpu_strategy_cfg(strategy)
+    else:
+        cfg = cpu_strategy_cfg(strategy)
+        assert cfg.model_wrapper.device_id == 'cpu'
+        assert cfg.state_dict_cfg.state_dict_config.offload_to_cpu is False

@@ -49,6 +49,7 @@ import shutil
 import subprocess
 from typing import Dict, Optional, Tuple, Union
 
+import torch
 import torch.distributed as torch_dist
 from mmengine.config import Config, ConfigDict
 from mmengine.device import get_device
@@ -56,6 +57,7 @@ from mmengine.dist import is_distributed
 from mmengine.logging import print_log
 from mmengine.registry import MODEL_WRAPPERS, RUNNERS, STRATEGIES
 from mmengine.runner import Runner
+from mmengine.utils import digit_version
 from torch.nn.parallel import DistributedDataParallel
 
 from .resume import resolve_auto_resume
@@ -258,6 +260,11 @@ def cpu_strategy_cfg(strategy: Dict) -> Dict:
         return strategy
     wrapper = ConfigDict(strategy.get('model_wrapper') or {})
     if issubclass(cls, FSDPStrategy):
+        if digit_version(torch.__version__) < digit_version('2.1.0'):
+            raise ValueError(
+                'FSDPStrategy on CPU processes needs torch >= 2.1 (FSDP of '
+                f'torch {torch.__version__} computes on CUDA only). Run it '
+                'on GPUs, or use DDPStrategy on the CPU.')
         wrapper.setdefault('type', 'MMFullyShardedDataParallel')
         wrapper.setdefault('device_id', 'cpu')
         if strategy.get('state_dict_cfg') == 'full':

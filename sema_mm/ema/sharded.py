@@ -30,14 +30,17 @@ Checkpoints follow the strategy's state-dict form (mmengine
   ``load_from`` in a DDP or single-device config, and ``ema_state_dict``
   the model's own weights (``module.``-prefixed, with ``steps``), which
   resuming swaps back. Gathering and scattering use FSDP's own full state
-  dict, so any sharding strategy and wrapping policy is handled.
+  dict, so any sharding strategy and wrapping policy is handled. The
+  normalisation statistics, which differ between ranks between switches
+  and of which FSDP's full state dict keeps rank 0's, are saved for every
+  rank (:data:`RANK_NORM_STATS`), so that resuming is exact.
 * ``'local'`` (per-rank files): ``state_dict`` is FSDP's local (flat) state
   of the model's weights, and ``ema_state_dict`` holds this rank's EMA
   shards by parameter name (``shards``), ``steps`` and the world size.
   Resuming needs the same number of ranks and the same wrapping.
 """
 import logging
-from typing import Callable, Dict, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
 import torch.distributed as torch_dist
@@ -132,14 +135,41 @@ class ShardedPairs(TensorPairs):
         return relative_norm(sums)
 
 
+def _collective_device() -> torch.device:
+    """Where the default group's collectives take their tensors."""
+    if torch_dist.get_backend() == 'nccl':
+        return torch.device('cuda', torch.cuda.current_device())
+    return torch.device('cpu')
+
+
 def _all_reduce(tensor: Tensor, op) -> Tensor:
     """All-reduce a small CPU tensor on the default group's device."""
-    backend = torch_dist.get_backend()
-    device = (torch.device('cuda', torch.cuda.current_device())
-              if backend == 'nccl' else torch.device('cpu'))
-    tensor = tensor.to(device)
+    tensor = tensor.to(_collective_device())
     torch_dist.all_reduce(tensor, op=op)
     return tensor.cpu()
+
+
+def gather_per_rank(tensors: Dict[str, Tensor]) -> List[Dict[str, Tensor]]:
+    """Every rank's ``tensors`` (same names and shapes on all ranks), as one
+    dict per rank on the CPU, in rank order; one all-gather. Values travel
+    as float64, which holds float32, float16 and bfloat16 exactly."""
+    if get_world_size() == 1:
+        return [{n: t.detach().cpu().clone() for n, t in tensors.items()}]
+    flat = torch.cat([t.detach().reshape(-1).double().cpu()
+                      for t in tensors.values()] +
+                     [torch.zeros(0, dtype=torch.float64)])
+    flat = flat.to(_collective_device())
+    out = [torch.empty_like(flat) for _ in range(get_world_size())]
+    torch_dist.all_gather(out, flat)
+    per_rank = []
+    for gathered in out:
+        values, start = {}, 0
+        for name, t in tensors.items():
+            part = gathered[start:start + t.numel()]
+            values[name] = part.cpu().to(t.dtype).reshape(t.shape)
+            start += t.numel()
+        per_rank.append(values)
+    return per_rank
 
 
 class ShardedEMAModel(PythonStepCounter, nn.Module):
@@ -168,6 +198,13 @@ class ShardedEMAModel(PythonStepCounter, nn.Module):
         self.register_buffer('steps', torch.tensor(0, dtype=torch.long))
 
     momentum_at = FusedEMA.momentum_at
+
+
+#: Top-level key of a full checkpoint of a sharded run: one dict per rank
+#: (in rank order) of that rank's normalisation statistics, ``model.<name>``
+#: and, with ``buffers='average'``, ``ema.<name>``. Resuming with the same
+#: number of ranks gives every rank its own back.
+RANK_NORM_STATS = 'rank_norm_stats'
 
 
 class ShardedEMA(Averager):
@@ -309,6 +346,41 @@ class ShardedEMA(Averager):
             self.pairs.swap()
 
     # --------------------------------------------------------- checkpoints
+    def _norm_stats_here(self) -> Dict[str, Tensor]:
+        """This rank's normalisation statistics: the model's
+        (``model.<name>``) and the EMA's (``ema.<name>``, with
+        ``buffers='average'``)."""
+        stats = {}
+        for path, layer in self.sharded.norm_layers.items():
+            for stat in ('running_mean', 'running_var'):
+                name = f'{path}.{stat}' if path else stat
+                stats['model.' + name] = getattr(layer, stat)
+        ema = dict(self.ema_model.module.named_buffers())
+        for name, *_ in self._norm_stats:
+            stats['ema.' + name] = ema[name]
+        return stats
+
+    def _own_norm_stats(self, checkpoint: dict) -> Dict[str, Tensor]:
+        """This rank's statistics from a full checkpoint (see
+        :data:`RANK_NORM_STATS`), those this run has; none, with a warning,
+        when the checkpoint has another number of ranks (every rank then
+        starts from rank 0's)."""
+        per_rank = checkpoint.get(RANK_NORM_STATS)
+        if per_rank is None:
+            return {}
+        if len(per_rank) != get_world_size():
+            print_log(
+                f'SwitchEMAHook: the checkpoint holds the normalisation '
+                f'statistics of {len(per_rank)} ranks, this run has '
+                f'{get_world_size()}; every rank starts from rank 0\'s.',
+                logger='current', level=logging.WARNING)
+            return {}
+        expected = self._norm_stats_here()
+        return {
+            k: v
+            for k, v in per_rank[get_rank()].items() if k in expected
+        }
+
     def save(self, checkpoint: dict, ema_is_model: bool) -> None:
         self._follow_buffers()
         form, _ = self.sharded.state_dict_form()
@@ -338,8 +410,12 @@ class ShardedEMA(Averager):
                 }
             finally:
                 self.pairs.swap()
+        # Normalisation statistics are not sharded and differ between the
+        # ranks between switches; FSDP's full state dict has rank 0's.
+        per_rank = gather_per_rank(self._norm_stats_here())
         if not model_state:
             return  # rank0_only: this rank saves nothing
+        checkpoint[RANK_NORM_STATS] = per_rank
         ema_state = {'module.' + k: v for k, v in model_state.items()}
         ema_state['steps'] = steps
         for name in self.pairs.names:
@@ -406,6 +482,9 @@ class ShardedEMA(Averager):
         for name in self.pairs.names:
             ema_full[name] = model_state[name]
             model_state[name] = ema_state['module.' + name]
+        for key, value in self._own_norm_stats(checkpoint).items():
+            part, _, name = key.partition('.')
+            (model_state if part == 'model' else ema_full)[name] = value
         # Let FSDP shard the whole EMA: load it into the model, copy the
         # model's shards into the EMA; the strategy then loads the model's
         # own weights (checkpoint['state_dict']) over it.
