@@ -2,7 +2,8 @@
 
 Importing sema_mm registers :class:`~sema_mm.hooks.SwitchEMAHook` in
 mmengine's root ``HOOKS`` registry and :class:`~sema_mm.ema.FusedEMA` in
-its root ``MODELS`` registry, so ``custom_imports=dict(imports=['sema_mm'])``
+its root ``MODELS`` registry (and :class:`~sema_mm.strategies.FSDP2Strategy`
+in ``STRATEGIES``), so ``custom_imports=dict(imports=['sema_mm'])``
 makes ``dict(type='SwitchEMAHook')`` work under the mmdet, mmpretrain,
 mmselfsup and mmcls scopes. It also makes mmengine load checkpoints without
 ever running code from them and write them atomically
@@ -10,14 +11,16 @@ ever running code from them and write them atomically
 
 Packages: ``hooks`` (the hook's lifecycle), ``ema`` (the EMA and its
 strategies), ``switching`` (schedule, pull-back, normalisation statistics),
-``compat`` (torch capabilities, changes to mmengine), ``cli`` (the tools'
-helpers), ``analysis``, ``datasets``, ``selfsup``.
+``compat`` (torch capabilities, changes to mmengine), ``strategies``
+(FSDP2 for ``FlexibleRunner``), ``cli`` (the tools' helpers),
+``analysis``, ``datasets``, ``selfsup``.
 """
 from . import compat
 from .ema import FusedEMA
 from .hooks import SwitchEMAHook
+from .strategies import FSDP2Strategy
 from .version import __version__
 
 compat.apply()
 
-__all__ = ['SwitchEMAHook', 'FusedEMA', '__version__']
+__all__ = ['SwitchEMAHook', 'FusedEMA', 'FSDP2Strategy', '__version__']

@@ -8,13 +8,13 @@ gathered weights and the gathered EMA. Asserted:
 
 * the gathered EMA and weights of FSDP1 (``use_orig_params`` True and
   False) and FSDP2 runs equal those of the same run under DDP within 1e-6
-  (``buffers='params'``), and ``check_ranks=True`` raises no false alarm on
-  the sharded runs (the DDP references run without it: under DDP it
-  compares the EMA's per-rank BN statistics of ``buffers='average'``
-  before they are averaged, and fails); ``buffers='average'`` is an
-  expected failure (strict xfail) documenting an open divergence;
+  (``buffers='params'``; FSDP1 also with ``'average'`` and
+  ``'recompute'``), every rank's buffers and EMA statistics included, and
+  ``check_ranks=True`` raises no false alarm (on the sharded runs it checks
+  the layout, not the values);
 * each rank's EMA holds only its shard (the EMA elements of the two ranks
-  add up to the model's);
+  add up to the model's), plus, with ``'average'``, all the normalisation
+  statistics, which are not sharded;
 * ``--resume`` from an epoch-1 checkpoint, local (per-rank files) and full,
   ends bit-identical to the uninterrupted run; a full checkpoint's
   ``state_dict`` is the whole EMA and loads strictly into the plain model;
@@ -45,7 +45,10 @@ STRATEGIES = {
                        model_wrapper=dict(use_orig_params=True)),
     'fsdp1_flat': dict(type='FSDPStrategy', state_dict_cfg='full',
                        model_wrapper=dict(use_orig_params=False)),
-    'fsdp2': dict(type='FSDP2ToyStrategy'),
+    'fsdp2': dict(type='FSDP2Strategy', shard_modules=['Sequential'],
+                  state_dict_cfg='local'),
+    'fsdp2_full': dict(type='FSDP2Strategy', shard_modules=['Sequential'],
+                       state_dict_cfg='full'),
 }
 
 
@@ -57,8 +60,7 @@ def config(directory: Path, strategy: str, buffers: str) -> Path:
         directory, runner_type='FlexibleRunner',
         strategy=STRATEGIES[strategy],
         custom_imports=dict(imports=imports, allow_failed_imports=False),
-        custom_hooks=[dict(HOOK, buffers=buffers, bn_batches=2,
-                           check_ranks=strategy != 'ddp'),
+        custom_hooks=[dict(HOOK, buffers=buffers, bn_batches=2),
                       dict(type='FullProbeHook')],
         train_cfg=dict(by_epoch=True, max_epochs=EPOCHS, val_interval=1),
         log_level='INFO')
@@ -69,8 +71,12 @@ RUNS = {  # name: (strategy, buffers)
     'fsdp1_orig': ('fsdp1_orig', 'params'),
     'fsdp1_flat': ('fsdp1_flat', 'params'),
     'fsdp2': ('fsdp2', 'params'),
+    'fsdp2_full': ('fsdp2_full', 'params'),
     'ddp_average': ('ddp', 'average'),
     'fsdp1_orig_average': ('fsdp1_orig', 'average'),
+    'fsdp1_flat_average': ('fsdp1_flat', 'average'),
+    'ddp_recompute': ('ddp', 'recompute'),
+    'fsdp1_orig_recompute': ('fsdp1_orig', 'recompute'),
 }
 
 
@@ -96,14 +102,17 @@ def per_rank(work_dir: Path, rank: int, epoch: int) -> dict:
     return torch.load(work_dir / 'w' / f'rank{rank}_epoch{epoch}.pth')
 
 
+def _unwrapped(tensors: dict) -> dict:
+    """``tensors`` without DDP's ``module.`` prefix."""
+    return {(n[len('module.'):] if n.startswith('module.') else n): t
+            for n, t in tensors.items()}
+
+
 @pytest.mark.parametrize('name, reference', [
     ('fsdp1_orig', 'ddp'), ('fsdp1_flat', 'ddp'), ('fsdp2', 'ddp'),
-    pytest.param(
-        'fsdp1_orig_average', 'ddp_average', marks=pytest.mark.xfail(
-            strict=True, reason='open: with buffers=average (and '
-            'recompute) the sharded runs leave DDP after the first '
-            'validation of an epoch that ends between switches (1e-3); '
-            'equal without validation; see docs/fsdp.md'))])
+    ('fsdp2_full', 'ddp'), ('fsdp1_orig_average', 'ddp_average'),
+    ('fsdp1_flat_average', 'ddp_average'),
+    ('fsdp1_orig_recompute', 'ddp_recompute')])
 def test_sharded_sema_equals_ddp(runs, name, reference):
     for epoch in range(1, EPOCHS + 1):
         ours, ref = full(runs[name], epoch), full(runs[reference], epoch)
@@ -119,15 +128,31 @@ def test_sharded_sema_equals_ddp(runs, name, reference):
             assert not all(
                 torch.equal(ours['model'][n], ours['ema'][n])
                 for n in ours['names'])
-    sizes = [per_rank(runs[name], r, 1)['ema_numel'] for r in (0, 1)]
-    whole = per_rank(runs[reference], 0, 1)['ema_numel']
+        for rank in (0, 1):  # `full` has rank 0's statistics only
+            ours, ref = (per_rank(runs[n], rank, epoch)
+                         for n in (name, reference))
+            for key in ('buffers', 'ema_norm_stats'):
+                a, b = (_unwrapped(r[key]) for r in (ours, ref))
+                assert sorted(a) == sorted(b), key
+                for n in b:
+                    torch.testing.assert_close(
+                        a[n], b[n], rtol=0, atol=1e-6,
+                        msg=f'rank {rank} {key} {n} epoch {epoch}')
+    ours = [per_rank(runs[name], r, 1) for r in (0, 1)]
+    ref = per_rank(runs[reference], 0, 1)
+    # Normalisation statistics are not sharded: each rank holds all.
+    stats = ref['norm_numel']
+    assert all(o['norm_numel'] == stats for o in ours)
+    sizes = [o['ema_numel'] - stats for o in ours]
+    whole = ref['ema_numel'] - stats
     assert sum(sizes) == whole and max(sizes) < whole
 
 
-def test_full_checkpoint_holds_the_whole_ema(runs):
+@pytest.mark.parametrize('name', ['fsdp1_flat', 'fsdp2_full'])
+def test_full_checkpoint_holds_the_whole_ema(runs, name):
     from tests.toy import ToyClassifier
-    ckpt = load_ckpt(runs['fsdp1_flat'] / 'w' / 'epoch_2.pth')
-    probe = full(runs['fsdp1_flat'], 2)
+    ckpt = load_ckpt(runs[name] / 'w' / 'epoch_2.pth')
+    probe = full(runs[name], 2)
     for n in probe['names']:
         assert torch.equal(ckpt['state_dict'][n], probe['ema'][n]), n
         assert torch.equal(ckpt['ema_state_dict']['module.' + n],
@@ -135,7 +160,8 @@ def test_full_checkpoint_holds_the_whole_ema(runs):
     ToyClassifier().load_state_dict(ckpt['state_dict'], strict=True)
 
 
-@pytest.mark.parametrize('name', ['fsdp1_orig', 'fsdp1_flat'])
+@pytest.mark.parametrize('name', [
+    'fsdp1_orig', 'fsdp1_flat', 'fsdp2', 'fsdp2_full', 'fsdp1_flat_average'])
 def test_resume_is_bit_exact(runs, name, tmp_path):
     """Resumed from the epoch-1 checkpoint (local: a directory of per-rank
     files; full: one file), epochs 2 and 3 equal the uninterrupted run's,
@@ -156,9 +182,10 @@ def test_resume_is_bit_exact(runs, name, tmp_path):
         for rank in (0, 1):
             a, b = per_rank(base, rank, epoch), per_rank(tmp_path, rank,
                                                           epoch)
-            for n in a['buffers']:
-                assert torch.equal(a['buffers'][n], b['buffers'][n]), \
-                    (epoch, rank, n)
+            for key in ('buffers', 'ema_norm_stats'):
+                for n in a[key]:
+                    assert torch.equal(a[key][n], b[key][n]), \
+                        (epoch, rank, key, n)
     assert full(base, EPOCHS)['num_switches'] == 4
     assert full(tmp_path, EPOCHS)['num_switches'] == 4
 

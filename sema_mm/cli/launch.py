@@ -44,9 +44,11 @@ accelerators; use ``BN`` for CPU runs.
 """
 import copy
 import datetime
+import logging
 import os
 import shutil
 import subprocess
+import sys
 from typing import Dict, Optional, Tuple, Union
 
 import torch
@@ -346,11 +348,23 @@ def build_runner(cfg: Config) -> Runner:
 
 
 def finish_distributed() -> None:
-    """Leave the process group together: a barrier, then destroy it.
+    """After a successful run: leave the process group together (a
+    barrier, then destroy it) and, with gloo, end the process at once.
 
-    Without it, a gloo rank that exits while another still tears its
-    communication threads down can abort the other ("terminate called
-    without an active exception")."""
-    if torch_dist.is_available() and torch_dist.is_initialized():
-        torch_dist.barrier()
-        torch_dist.destroy_process_group()
+    A gloo rank that exits while another still tears its communication
+    threads down can abort the other ("terminate called without an active
+    exception", SIGABRT, so the launcher reports a failed run), and with
+    torch 2.13 this happened now and then even after the barrier and the
+    destroy, at interpreter exit. With gloo the process therefore flushes
+    its logs and output and leaves with ``os._exit(0)``, skipping the
+    interpreter's teardown; nccl runs exit normally."""
+    if not (torch_dist.is_available() and torch_dist.is_initialized()):
+        return
+    gloo = torch_dist.get_backend() == 'gloo'
+    torch_dist.barrier()
+    torch_dist.destroy_process_group()
+    if gloo:
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)

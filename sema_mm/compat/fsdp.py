@@ -71,6 +71,11 @@ except ImportError:  # pragma: no cover - torch < 2.4
 
 #: Module names that FSDP1, activation checkpointing and ``torch.compile``
 #: insert between a module and its children.
+#: The model attribute through which an FSDP2 strategy tells the sharded
+#: EMA how its checkpoints hold the model: ``'local'`` (per-rank files, the
+#: default) or ``'full'`` (rank 0 writes the whole model), see
+#: :class:`sema_mm.strategies.FSDP2Strategy`.
+STATE_DICT_FORM = 'sema_mm_state_dict_form'
 WRAPPER_PARTS = frozenset(
     ('_fsdp_wrapped_module', '_checkpoint_wrapped_module', '_orig_mod'))
 FLAT_PARAM = '_flat_param'
@@ -111,11 +116,14 @@ class ShardedModel(NamedTuple):
     dtensors: Dict[str, Tensor]
 
     def state_dict_form(self) -> Tuple[str, bool]:
-        """How the model's own ``state_dict()`` comes out: ``('full',
-        rank0_only)`` for FSDP1 with ``FULL_STATE_DICT`` (mmengine's
-        ``state_dict_cfg='full'``), else ``('local', False)``: per rank
+        """How checkpoints hold the model: ``('full', rank0_only)`` for
+        FSDP1 with ``FULL_STATE_DICT`` (mmengine's ``state_dict_cfg=
+        'full'``) and for FSDP2 under a strategy that says ``'full'``
+        (:data:`STATE_DICT_FORM`), else ``('local', False)``: per rank
         (FSDP1 ``LOCAL_STATE_DICT`` / ``SHARDED_STATE_DICT``, FSDP2)."""
         if self.kind != 'fsdp1':
+            if getattr(self.root, STATE_DICT_FORM, 'local') == 'full':
+                return 'full', True
             return 'local', False
         settings = FSDP1.get_state_dict_type(self.root)
         if settings.state_dict_type == StateDictType.FULL_STATE_DICT:
@@ -156,6 +164,27 @@ class ShardedModel(NamedTuple):
                 module.reshard()
 
     @torch.no_grad()
+    def checkpoint_state_dict(self) -> Dict[str, Tensor]:
+        """The whole model's state dict as a ``'full'`` checkpoint holds it
+        (on rank 0; other ranks may get an empty dict); a collective."""
+        if self.kind == 'fsdp1':  # the strategy's FULL_STATE_DICT settings
+            return self.root.state_dict()
+        return self.full_state_dict()
+
+    @torch.no_grad()
+    def load_full_state_dict(self, state: Dict[str, Tensor]) -> None:
+        """Load a whole (unsharded) state dict, present on every rank, into
+        the shards; entries the model lacks are ignored. A collective."""
+        if self.kind == 'fsdp1':  # the strategy's FULL_STATE_DICT settings
+            self.root.load_state_dict(state, strict=False)
+            return
+        from torch.distributed.checkpoint.state_dict import (
+            set_model_state_dict,
+        )
+        set_model_state_dict(self.root, state,
+                             options=full_state_options(strict=False))
+
+    @torch.no_grad()
     def full_state_dict(self) -> Dict[str, Tensor]:
         """The whole model's state dict (unwrapped names, full tensors) on
         every rank; a collective: call it on all ranks."""
@@ -175,6 +204,13 @@ class ShardedModel(NamedTuple):
                 tensor = tensor.full_tensor()
             state[clean_name(name)] = tensor.detach().clone()
         return state
+
+
+def full_state_options(**kwargs):
+    """``torch.distributed.checkpoint``'s ``StateDictOptions`` for whole
+    (unsharded) state dicts."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions
+    return StateDictOptions(full_state_dict=True, **kwargs)
 
 
 def _require_attrs(obj, names: Tuple[str, ...], what: str) -> None:

@@ -23,14 +23,15 @@ is switched in on none, and the switch distance is computed over the whole
 model (:class:`ShardedPairs`).
 
 Checkpoints follow the strategy's state-dict form (mmengine
-``FSDPStrategy(state_dict_cfg=...)``):
+``FSDPStrategy(state_dict_cfg=...)``, sema_mm's ``FSDP2Strategy``):
 
 * ``'full'``: as for an ordinary EMA (:class:`~sema_mm.ema.OwnEMA`): the
   checkpoint's ``state_dict`` holds the whole EMA, ready to deploy or to
   ``load_from`` in a DDP or single-device config, and ``ema_state_dict``
   the model's own weights (``module.``-prefixed, with ``steps``), which
   resuming swaps back. Gathering and scattering use FSDP's own full state
-  dict, so any sharding strategy and wrapping policy is handled. The
+  dict (FSDP2: ``torch.distributed.checkpoint``'s), so any sharding
+  strategy and wrapping policy is handled. The
   normalisation statistics, which differ between ranks between switches
   and of which FSDP's full state dict keeps rank 0's, are saved for every
   rank (:data:`RANK_NORM_STATS`), so that resuming is exact.
@@ -283,12 +284,14 @@ class ShardedEMA(Averager):
         """Pair the model's current normalisation buffers: FSDP1 replaces
         the buffer tensors (casting them to their device and dtype) at its
         lazy initialisation, in the first forward, after the pairs were
-        built. The pairs object is refilled in place (the hook's state
+        built, and a cast of a buffer's ``.data`` keeps the tensor but not
+        its storage. The pairs object is refilled in place (the hook's state
         tracker holds it). A few identity checks when nothing changed."""
         changed = False
         for i, (name, layer, stat, buffer) in enumerate(self._norm_stats):
             current = getattr(layer, stat)
-            if current is not buffer:
+            if current is not buffer or \
+                    current.data_ptr() != self._sources[name].data_ptr():
                 self._norm_stats[i] = (name, layer, stat, current)
                 self._sources[name] = current.detach()
                 changed = True
@@ -406,7 +409,7 @@ class ShardedEMA(Averager):
             try:  # cloned before swapping back: buffers are not copies
                 ema_full = {
                     k: v.detach().clone()
-                    for k, v in self.sharded.root.state_dict().items()
+                    for k, v in self.sharded.checkpoint_state_dict().items()
                 }
             finally:
                 self.pairs.swap()
@@ -488,5 +491,5 @@ class ShardedEMA(Averager):
         # Let FSDP shard the whole EMA: load it into the model, copy the
         # model's shards into the EMA; the strategy then loads the model's
         # own weights (checkpoint['state_dict']) over it.
-        self.sharded.root.load_state_dict(ema_full, strict=False)
+        self.sharded.load_full_state_dict(ema_full)
         self.pairs.copy_to_averaged()
