@@ -190,6 +190,45 @@ def test_resume_is_bit_exact(runs, name, tmp_path):
     assert full(tmp_path, EPOCHS)['num_switches'] == 4
 
 
+LOAD_LOCAL = r'''
+import sys, torch, torch.distributed as dist
+from sema_mm.compat.checkpoint_safety import RESTRICTED_PICKLE
+dist.init_process_group('gloo')
+path = f'{sys.argv[1]}/rank{dist.get_rank()}.pth'
+ours = torch.load(path, weights_only=False, pickle_module=RESTRICTED_PICKLE)
+plain = torch.load(path, weights_only=False)
+assert sorted(ours['ema_state_dict']['shards']) == sorted(
+    plain['ema_state_dict']['shards'])
+for name, tensor in plain['state_dict'].items():
+    mine = ours['state_dict'][name]
+    assert type(mine) is type(tensor), name
+    if hasattr(tensor, 'local_tensor'):  # a ShardedTensor
+        mine, tensor = mine.local_tensor(), tensor.local_tensor()
+    assert torch.equal(mine, tensor), name
+print('LOADED', dist.get_rank(), len(plain['state_dict']))
+dist.barrier()
+dist.destroy_process_group()
+'''
+
+
+def test_local_checkpoints_load_without_running_code(runs, tmp_path):
+    """FSDP1's per-rank files (``ShardedTensor`` state, which only loads
+    in a process group of the same ranks) load with the restricted
+    unpickler of torch < 2.4 (here on any torch) as with torch's own
+    loading."""
+    script = tmp_path / 'load_local.py'
+    script.write_text(LOAD_LOCAL)
+    env = run_env(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(free_port()))
+    proc = subprocess.run(
+        [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node',
+         '2', '--master_port', env['MASTER_PORT'], str(script),
+         str(runs['fsdp1_orig'] / 'w' / 'epoch_1.pth')],
+        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert proc.stdout.count('LOADED') == 2, proc.stdout[-3000:]
+
+
 BAD_INPUTS = r'''
 import os, torch, torch.distributed as dist
 import sema_mm

@@ -24,6 +24,7 @@ import re
 import subprocess
 import sys
 import uuid
+from pathlib import Path
 from typing import Dict, List
 
 import pytest
@@ -502,6 +503,36 @@ def check_teacher_probe(work_dir: str, num_switches: bool,
                     assert torch.equal(snap[key], state[key])
         else:
             assert probe['num_switches'] == 0
+
+
+def test_mae_fsdp_config_equals_its_ddp_reference(digits, tmp_path):
+    """The MAE FSDP config (``_sema-fsdp.py``: FlexibleRunner, FSDPStrategy,
+    full checkpoints) and its DDP reference (``_sema-ddp.py``) on the
+    digits, 2 gloo processes, 2 epochs: the FSDP run keeps a sharded EMA,
+    and its checkpoint's ``state_dict`` (the whole EMA) equals the DDP
+    run's."""
+    from tests.test_distributed import train
+    from tests.test_tools import load_ckpt
+    stem = 'mae/mae_vit-base-p16_8xb512-amp-coslr-300e_in1k_sema'
+    states, logs = {}, {}
+    for variant in ('fsdp', 'ddp'):
+        root = tmp_path / variant
+        root.mkdir()
+        cfg = digits_config(config_path('selfsup', f'{stem}-{variant}.py'),
+                            str(root), digits)
+        logs[variant] = train(Path(cfg), root / 'work', 2).stdout
+        assert SWITCH_LINE.format(2, 2) in logs[variant]
+        ckpt = load_ckpt(root / 'work' / 'epoch_2.pth')
+        states[variant] = {  # DDP's keys have the wrapper's `module.`
+            k[len('module.'):] if k.startswith('module.') else k: v
+            for k, v in ckpt['state_dict'].items()
+        }
+    assert 'sharded model (fsdp1)' in logs['fsdp']
+    assert 'sharded model' not in logs['ddp']
+    assert sorted(states['fsdp']) == sorted(states['ddp'])
+    for name, tensor in states['ddp'].items():
+        torch.testing.assert_close(states['fsdp'][name], tensor, rtol=0,
+                                   atol=1e-6, msg=name)
 
 
 @pytest.mark.parametrize('folder, variant', [

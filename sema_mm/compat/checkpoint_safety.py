@@ -40,6 +40,8 @@ import torch
 from mmengine.logging import HistoryBuffer
 from mmengine.runner.checkpoint import CheckpointLoader
 
+from .fsdp import sharded_tensor_globals
+
 HAS_SAFE_GLOBALS = hasattr(torch.serialization, 'add_safe_globals')
 
 _RESTRICTED_GETATTR_NAME = 'builtins.getattr'
@@ -114,10 +116,12 @@ def _name(entry: Any) -> str:
 
 @functools.lru_cache(maxsize=None)
 def _allowed_globals() -> Dict[str, Any]:
-    """Pickle name -> object: torch's weights-only list plus mmengine's."""
+    """Pickle name -> object: torch's weights-only list plus mmengine's and
+    the classes of FSDP1's local state dicts (which torch >= 2.4 gets as
+    safe globals from :mod:`sema_mm.compat.fsdp`)."""
     from torch import _weights_only_unpickler
     allowed = dict(_weights_only_unpickler._get_allowed_globals())
-    for entry in mmengine_checkpoint_globals():
+    for entry in mmengine_checkpoint_globals() + sharded_tensor_globals():
         allowed[_name(entry)] = entry[0] if isinstance(entry,
                                                        tuple) else entry
     return allowed
