@@ -19,7 +19,7 @@ from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS
 
-from sema_mm.compat.fsdp import clean_name
+from sema_mm.compat.fsdp import clean_name, find_sharded
 from sema_mm.ema.sharded import ShardedEMA
 from sema_mm.hooks import SwitchEMAHook
 
@@ -69,3 +69,29 @@ class FullProbeHook(Hook):
                      num_switches=hook.num_switches),
                 osp.join(runner.work_dir,
                          f'full_epoch{runner.epoch + 1}.pth'))
+
+
+@HOOKS.register_module()
+class NaNShardHook(Hook):
+    """After the optimizer step of ``iteration`` (1-based), before
+    SwitchEMAHook sees it, write a NaN into the first element of this
+    rank's local shards, on ``rank`` only; the rank saves
+    ``work_dir/nan_injected.pth``."""
+
+    priority = 'ABOVE_NORMAL'
+
+    def __init__(self, iteration: int, rank: int) -> None:
+        self.iteration = iteration
+        self.rank = rank
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None,
+                         outputs=None) -> None:
+        if runner.iter + 1 != self.iteration or runner.rank != self.rank:
+            return
+        shards = find_sharded(runner.model).params
+        name, shard = next((n, t) for n, t in shards.items() if t.numel())
+        with torch.no_grad():
+            shard.view(-1)[0] = float('nan')
+        torch.save(dict(rank=runner.rank, iteration=self.iteration,
+                        name=name),
+                   osp.join(runner.work_dir, 'nan_injected.pth'))

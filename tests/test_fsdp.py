@@ -23,6 +23,7 @@ gathered weights and the gathered EMA. Asserted:
 import subprocess
 import sys
 from pathlib import Path
+from typing import Sequence
 
 import pytest
 import torch
@@ -52,16 +53,18 @@ STRATEGIES = {
 }
 
 
-def config(directory: Path, strategy: str, buffers: str) -> Path:
-    """The toy config for ``strategy`` under ``FlexibleRunner``."""
+def config(directory: Path, strategy: str, buffers: str,
+           extra_hooks: Sequence[dict] = (), **options) -> Path:
+    """The toy config for ``strategy`` under ``FlexibleRunner`` (``options``:
+    more SwitchEMAHook arguments)."""
     directory.mkdir(parents=True, exist_ok=True)
     imports = ['tests.toy', 'tests.fsdp_toy']
     return write_config(
         directory, runner_type='FlexibleRunner',
         strategy=STRATEGIES[strategy],
         custom_imports=dict(imports=imports, allow_failed_imports=False),
-        custom_hooks=[dict(HOOK, buffers=buffers, bn_batches=2),
-                      dict(type='FullProbeHook')],
+        custom_hooks=[dict(HOOK, buffers=buffers, bn_batches=2, **options),
+                      dict(type='FullProbeHook'), *extra_hooks],
         train_cfg=dict(by_epoch=True, max_epochs=EPOCHS, val_interval=1),
         log_level='INFO')
 
@@ -188,6 +191,33 @@ def test_resume_is_bit_exact(runs, name, tmp_path):
                         (epoch, rank, key, n)
     assert full(base, EPOCHS)['num_switches'] == 4
     assert full(tmp_path, EPOCHS)['num_switches'] == 4
+
+
+@pytest.mark.parametrize('strategy', ['fsdp1_orig', 'fsdp2'])
+def test_nonfinite_shard_skips_the_update_on_every_rank(strategy, tmp_path):
+    """A NaN written into one element of rank 1's shard after the 5th
+    optimizer step (``tests.fsdp_toy.NaNShardHook``; rank 0's shard stays
+    finite): every rank skips that update (and the following ones, the NaN
+    spreads through SGD's momentum), the EMA stays finite on every rank and
+    is switched in, and ``check_ranks`` finds the same number of updates
+    on both ranks at every switch (with a rank that updated alone, it
+    would stop the run)."""
+    cfg = config(tmp_path, strategy, 'params', nonfinite_check='weights',
+                 extra_hooks=[dict(type='NaNShardHook', iteration=5,
+                                   rank=1)])
+    out = train(cfg, tmp_path / 'w', 2).stdout
+    assert 'switch 4 at iteration 12' in out, out[-3000:]
+    injected = torch.load(tmp_path / 'w' / 'nan_injected.pth')
+    assert injected['rank'] == 1 and injected['iteration'] == 5
+    for epoch in range(1, EPOCHS + 1):
+        probe = full(tmp_path, epoch)
+        assert all(probe['ema'][n].isfinite().all() for n in probe['names'])
+    ema_before = full(tmp_path, 1)['ema']  # iteration 4: the last update
+    last = full(tmp_path, EPOCHS)
+    for n in last['names']:
+        assert torch.equal(last['ema'][n], ema_before[n]), n
+    # The switch at iteration 6 copied the (finite) EMA in.
+    assert 'non-finite weights at iteration 6' in out
 
 
 LOAD_LOCAL = r'''

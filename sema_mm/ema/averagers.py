@@ -18,12 +18,12 @@ out of checkpoints.
 :func:`build_averager` picks the strategy for a model and a config.
 """
 import logging
-from typing import Callable, Dict, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from mmengine.logging import print_log
 from mmengine.model import BaseAveragedModel
 from mmengine.registry import MODELS
-from torch import nn
+from torch import Tensor, nn
 
 from ..compat.fsdp import find_sharded
 from ..errors import require
@@ -55,6 +55,11 @@ class Averager:
     updated_by_model = False
     initial_state = EMAState.NOT_STARTED
     forward_model: Optional[nn.Module] = None
+
+    def watched_tensors(self) -> List[Tensor]:
+        """The model tensors whose version counters show an in-place change
+        of its averaged weights (see :class:`~sema_mm.ema.ModelSync`)."""
+        return self.pairs.source_tensors()
 
     def agree(self, ok: bool) -> bool:
         """Whether ``ok`` holds for the whole EMA: here, this rank's

@@ -258,6 +258,9 @@ class ShardedEMA(Averager):
                     self._norm_stats.append((name, layer, stat, buffer))
                     src[name] = buffer.detach()
         names = list(src)
+        self._dtensor_params = [
+            sharded.dtensors[n] for n in names if n in sharded.dtensors
+        ]
         ema = {n: t.detach().clone() for n, t in src.items()}
         self.ema_model = ShardedEMAModel(
             tensor_tree(ema, norm_paths), momentum, interval, warmup_iters)
@@ -299,6 +302,13 @@ class ShardedEMA(Averager):
             TensorPairs.__init__(self.pairs, self.ema_model.module,
                                  tensor_tree(dict(self._sources)),
                                  list(self._sources))
+
+    def watched_tensors(self) -> List[Tensor]:
+        """The local shards and, for DTensor parameters, the parameters
+        themselves: an in-place operation on a DTensor (an optimizer step)
+        bumps the version counter of the DTensor, not of its local
+        tensor."""
+        return self.pairs.source_tensors() + self._dtensor_params
 
     # ------------------------------------------------------------ averaging
     def seed(self) -> None:

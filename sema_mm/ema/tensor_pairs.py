@@ -235,12 +235,14 @@ def all_finite(tensors: List[Tensor]) -> bool:
     several times slower on CPUs). Only when a 2-norm is not finite, which
     also happens when the sum of squares of large finite values overflows,
     is the answer settled by the exact max-norm, computed in float32 so
-    large half values do not overflow. One host read per device: call it
-    where a synchronisation is acceptable (once per switch), not per
-    iteration.
+    large half values do not overflow (over the non-empty tensors). One
+    host read per device: call it where a synchronisation is acceptable
+    (once per switch), not per iteration.
     """
     if not tensors:
         return True
     if bool(_max_norms(tensors, 2.).isfinite()):
         return True
+    # The max-norm of an empty tensor (a rank's empty shard) is undefined.
+    tensors = [t for t in tensors if t.numel()]
     return bool(_max_norms(tensors, float('inf'), torch.float32).isfinite())

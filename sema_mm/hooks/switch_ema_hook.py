@@ -212,7 +212,7 @@ class SwitchEMAHook(EMAHook):
             exclude=self.exclude, auto_exclude=self.auto_exclude,
             wrapped=model)
         self.ema_model = self.averager.ema_model
-        self.sync = ModelSync(self.averager.pairs.source_tensors,
+        self.sync = ModelSync(self.averager.watched_tensors,
                               self.averager.initial_state)
 
     # ---------------------------------------------------------- checkpoints
