@@ -179,3 +179,18 @@ def test_fsdp_on_cpu_needs_torch_2_1():
         cfg = cpu_strategy_cfg(strategy)
         assert cfg.model_wrapper.device_id == 'cpu'
         assert cfg.state_dict_cfg.state_dict_config.offload_to_cpu is False
+
+
+def test_fsdp2_strategy_refuses_what_it_cannot_do():
+    """``FSDP2Strategy``: an unknown ``state_dict_cfg`` is refused; on torch
+    without ``fully_shard`` (< 2.6) the strategy itself, with a message."""
+    from mmengine.utils import digit_version
+
+    from sema_mm.strategies import FSDP2Strategy
+    with pytest.raises(ValueError, match="state_dict_cfg must be 'local'"):
+        FSDP2Strategy(state_dict_cfg='sharded')
+    if digit_version(torch.__version__) < digit_version('2.6.0'):
+        with pytest.raises(ImportError, match='needs torch >= 2.6'):
+            FSDP2Strategy()
+    else:
+        assert FSDP2Strategy(state_dict_cfg='full').state_dict_cfg == 'full'

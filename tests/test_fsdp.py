@@ -23,7 +23,7 @@ gathered weights and the gathered EMA. Asserted:
 import subprocess
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import Optional, Sequence
 
 import pytest
 import torch
@@ -54,13 +54,14 @@ STRATEGIES = {
 
 
 def config(directory: Path, strategy: str, buffers: str,
-           extra_hooks: Sequence[dict] = (), **options) -> Path:
+           extra_hooks: Sequence[dict] = (), overrides: Optional[dict] = None,
+           **options) -> Path:
     """The toy config for ``strategy`` under ``FlexibleRunner`` (``options``:
-    more SwitchEMAHook arguments)."""
+    more SwitchEMAHook arguments; ``overrides``: more top-level keys)."""
     directory.mkdir(parents=True, exist_ok=True)
     imports = ['tests.toy', 'tests.fsdp_toy']
     return write_config(
-        directory, runner_type='FlexibleRunner',
+        directory, **(overrides or {}), runner_type='FlexibleRunner',
         strategy=STRATEGIES[strategy],
         custom_imports=dict(imports=imports, allow_failed_imports=False),
         custom_hooks=[dict(HOOK, buffers=buffers, bn_batches=2, **options),

@@ -406,3 +406,45 @@ def test_hook_update_does_not_synchronise(tmp_path, nonfinite_check):
     assert opened.calls == closed.calls == 32
     assert hook.ema_model.num_steps == 1 + 32
     assert hook.num_switches == 4
+
+
+def _one_gpu_rank(cfg, work_dir, *args: str) -> str:
+    """``tools/dist_train.sh cfg 1`` on GPU 0 (nccl); its output."""
+    from tests.test_tools import TOOLS, free_port, run
+    return run(['bash', str(TOOLS / 'dist_train.sh'), str(cfg), '1',
+                '--work-dir', str(work_dir), *args], cwd=cfg.parent,
+               timeout=300, CUDA_VISIBLE_DEVICES='0',
+               PORT=str(free_port())).stdout
+
+
+@pytest.mark.parametrize('strategy',
+                         ['fsdp1_orig', 'fsdp1_flat', 'fsdp2_full'])
+def test_sharded_sema_on_cuda(strategy, tmp_path):
+    """FSDP1 (both ``use_orig_params``) and FSDP2 on the GPU through
+    ``tools/dist_train.sh`` with one nccl rank (its shard is the whole
+    model): the sharded EMA on CUDA gives the DDP run's gathered EMA and
+    weights after every epoch (1e-5), and resuming the epoch-1 checkpoint
+    ends equal to the uninterrupted run."""
+    from tests.test_fsdp import EPOCHS, config, full
+    overrides = dict(randomness=dict(seed=0, deterministic=False))
+    runs = {}
+    for name in (strategy, 'ddp'):
+        cfg = config(tmp_path / name, name, 'params', overrides=overrides)
+        out = _one_gpu_rank(cfg, tmp_path / name / 'w')
+        assert 'switch 4 at iteration 12' in out, out[-3000:]
+        assert ('sharded model' in out) == (name != 'ddp'), out[-3000:]
+        runs[name] = tmp_path / name
+    for epoch in range(1, EPOCHS + 1):
+        ours, ref = full(runs[strategy], epoch), full(runs['ddp'], epoch)
+        for key in ('model', 'ema'):
+            assert_close({n: ours[key][n].cpu() for n in ref['names']},
+                         {n: ref[key][n].cpu() for n in ref['names']},
+                         atol=1e-5)
+    resumed = tmp_path / 'resumed'
+    cfg = config(resumed, strategy, 'params', overrides=overrides)
+    _one_gpu_rank(cfg, resumed / 'w', '--resume',
+                  str(runs[strategy] / 'w' / 'epoch_1.pth'))
+    a, b = full(runs[strategy], EPOCHS), full(resumed, EPOCHS)
+    for key in ('model', 'ema'):
+        assert_close({n: a[key][n].cpu() for n in a['names']},
+                     {n: b[key][n].cpu() for n in a['names']}, atol=1e-5)

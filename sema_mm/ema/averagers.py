@@ -355,8 +355,8 @@ def build_averager(model: nn.Module,
             f'SwitchEMAHook: ema_type={ema_cls.__name__} does not accept '
             f'the arguments {sorted(cfg)}: {e}. Options such as '
             'warmup_iters belong to the default ema_type FusedEMA.') from e
-    names = select_averaged_names(ema_model.module, averages_norm_stats,
-                                  excluded)
+    names = (ema_model.averaged_names if fused else select_averaged_names(
+        ema_model.module, averages_norm_stats, excluded))
     averager = (OwnFusedEMA if fused else OwnEMA)(ema_model, model, names,
                                                   excluded)
     if excluded:
