@@ -31,8 +31,11 @@ import torch
 from tests.test_distributed import train
 from tests.test_tools import (
     REPO,
+    TOOLS,
     free_port,
     load_ckpt,
+    metric_of,
+    run,
     run_env,
     write_config,
 )
@@ -192,6 +195,26 @@ def test_resume_is_bit_exact(runs, name, tmp_path):
                         (epoch, rank, key, n)
     assert full(base, EPOCHS)['num_switches'] == 4
     assert full(tmp_path, EPOCHS)['num_switches'] == 4
+
+
+@pytest.mark.parametrize('name', ['fsdp1_flat', 'fsdp2_full'])
+def test_full_checkpoint_tests_as_the_plain_model(runs, name, tmp_path):
+    """``tools/dist_test.sh`` with the sharded config and its full epoch-3
+    checkpoint (2 processes) gives the metric that ``tools/test.py`` gives
+    with the plain toy config (one process, the ordinary Runner) on the
+    same file."""
+    ckpt = str(runs[name] / 'w' / f'epoch_{EPOCHS}.pth')
+    (tmp_path / 'plain').mkdir()
+    plain = write_config(tmp_path / 'plain')
+    single = metric_of(run(
+        [sys.executable, str(TOOLS / 'test.py'), str(plain), ckpt,
+         '--work-dir', str(tmp_path / 'one')], cwd=tmp_path).stdout)
+    sharded = config(tmp_path / 'sharded', *RUNS[name])
+    out = run(['bash', str(TOOLS / 'dist_test.sh'), str(sharded), ckpt, '2',
+               '--work-dir', str(tmp_path / 'two')], cwd=tmp_path,
+              PORT=str(free_port())).stdout
+    assert 'sharded model' in out, out[-3000:]
+    assert metric_of(out) == pytest.approx(single)
 
 
 @pytest.mark.parametrize('strategy', ['fsdp1_orig', 'fsdp2'])
