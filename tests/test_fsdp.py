@@ -8,8 +8,8 @@ gathered weights and the gathered EMA. Asserted:
 
 * the gathered EMA and weights of FSDP1 (``use_orig_params`` True and
   False) and FSDP2 runs equal those of the same run under DDP within 1e-6
-  (``buffers='params'``; FSDP1 also with ``'average'`` and
-  ``'recompute'``), every rank's buffers and EMA statistics included, and
+  with every ``buffers`` policy, every rank's buffers and EMA statistics
+  included, and
   ``check_ranks=True`` raises no false alarm (on the sharded runs it checks
   the layout, not the values);
 * each rank's EMA holds only its shard (the EMA elements of the two ranks
@@ -84,6 +84,8 @@ RUNS = {  # name: (strategy, buffers)
     'fsdp1_flat_average': ('fsdp1_flat', 'average'),
     'ddp_recompute': ('ddp', 'recompute'),
     'fsdp1_orig_recompute': ('fsdp1_orig', 'recompute'),
+    'fsdp2_average': ('fsdp2', 'average'),
+    'fsdp2_recompute': ('fsdp2', 'recompute'),
 }
 
 
@@ -119,7 +121,9 @@ def _unwrapped(tensors: dict) -> dict:
     ('fsdp1_orig', 'ddp'), ('fsdp1_flat', 'ddp'), ('fsdp2', 'ddp'),
     ('fsdp2_full', 'ddp'), ('fsdp1_orig_average', 'ddp_average'),
     ('fsdp1_flat_average', 'ddp_average'),
-    ('fsdp1_orig_recompute', 'ddp_recompute')])
+    ('fsdp2_average', 'ddp_average'),
+    ('fsdp1_orig_recompute', 'ddp_recompute'),
+    ('fsdp2_recompute', 'ddp_recompute')])
 def test_sharded_sema_equals_ddp(runs, name, reference):
     for epoch in range(1, EPOCHS + 1):
         ours, ref = full(runs[name], epoch), full(runs[reference], epoch)
