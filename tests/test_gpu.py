@@ -423,8 +423,10 @@ def test_sharded_sema_on_cuda(strategy, tmp_path):
     """FSDP1 (both ``use_orig_params``) and FSDP2 on the GPU through
     ``tools/dist_train.sh`` with one nccl rank (its shard is the whole
     model): the sharded EMA on CUDA gives the DDP run's gathered EMA and
-    weights after every epoch (1e-5), and resuming the epoch-1 checkpoint
-    ends equal to the uninterrupted run."""
+    weights after every epoch, and resuming the epoch-1 checkpoint ends
+    equal to the uninterrupted run. Tolerance 1e-4: the training
+    subprocesses may pick non-deterministic cuDNN kernels (a switch that
+    went wrong moves the weights by about 1e-2)."""
     from tests.test_fsdp import EPOCHS, config, full
     overrides = dict(randomness=dict(seed=0, deterministic=False))
     runs = {}
@@ -439,7 +441,7 @@ def test_sharded_sema_on_cuda(strategy, tmp_path):
         for key in ('model', 'ema'):
             assert_close({n: ours[key][n].cpu() for n in ref['names']},
                          {n: ref[key][n].cpu() for n in ref['names']},
-                         atol=1e-5)
+                         atol=1e-4)
     resumed = tmp_path / 'resumed'
     cfg = config(resumed, strategy, 'params', overrides=overrides)
     _one_gpu_rank(cfg, resumed / 'w', '--resume',
@@ -447,4 +449,4 @@ def test_sharded_sema_on_cuda(strategy, tmp_path):
     a, b = full(runs[strategy], EPOCHS), full(resumed, EPOCHS)
     for key in ('model', 'ema'):
         assert_close({n: a[key][n].cpu() for n in a['names']},
-                     {n: b[key][n].cpu() for n in a['names']}, atol=1e-5)
+                     {n: b[key][n].cpu() for n in a['names']}, atol=1e-4)
