@@ -21,6 +21,12 @@ about the layout. It is the only place that reads FSDP internals:
 Normalisation statistics (BatchNorm running mean and variance) are never
 sharded: every rank keeps its own.
 
+:class:`ShardedModel` also gathers and scatters whole state dicts for
+``'full'`` checkpoints (FSDP1 through its ``FULL_STATE_DICT`` settings,
+FSDP2 through ``torch.distributed.checkpoint``'s state-dict functions);
+an FSDP2 strategy says which form its checkpoints take through the model
+attribute :data:`STATE_DICT_FORM`.
+
 All local views are taken when the model is in its sharded state (between
 iterations, which is when hooks run): FSDP1 keeps the local shard in one
 storage for the life of the wrapper (``FlatParameter._local_shard`` is the
@@ -39,7 +45,9 @@ imported (i.e. with sema_mm), each only where it is needed:
   ``ShardedTensor`` objects, which sema_mm's safe checkpoint loading
   (weights-only) refused. Their classes (torch's own data classes, whose
   unpickling only validates ranks and shapes) are added to torch's safe
-  globals (torch >= 2.4).
+  globals (torch >= 2.4); on older torch the restricted unpickler of
+  :mod:`sema_mm.compat.checkpoint_safety` allows the same list
+  (:func:`sharded_tensor_globals`).
 
 It also registers torch's ``size_based_auto_wrap_policy`` in mmengine's
 ``FUNCTIONS`` (:func:`register_wrap_policies`) for configs.
@@ -69,13 +77,13 @@ except ImportError:  # pragma: no cover - torch < 2.4
     except ImportError:
         DTensor = None
 
-#: Module names that FSDP1, activation checkpointing and ``torch.compile``
-#: insert between a module and its children.
 #: The model attribute through which an FSDP2 strategy tells the sharded
 #: EMA how its checkpoints hold the model: ``'local'`` (per-rank files, the
 #: default) or ``'full'`` (rank 0 writes the whole model), see
 #: :class:`sema_mm.strategies.FSDP2Strategy`.
 STATE_DICT_FORM = 'sema_mm_state_dict_form'
+#: Module names that FSDP1, activation checkpointing and ``torch.compile``
+#: insert between a module and its children.
 WRAPPER_PARTS = frozenset(
     ('_fsdp_wrapped_module', '_checkpoint_wrapped_module', '_orig_mod'))
 FLAT_PARAM = '_flat_param'
