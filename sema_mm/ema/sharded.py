@@ -44,8 +44,7 @@ import logging
 from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
-import torch.distributed as torch_dist
-from mmengine.dist import get_rank, get_world_size
+from mmengine.dist import all_gather, all_reduce, get_rank, get_world_size
 from mmengine.logging import print_log
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _NormBase
@@ -131,43 +130,23 @@ class ShardedPairs(TensorPairs):
         2-norms; one all-reduce of two float64 numbers)."""
         self.reshard()
         sums = self.distance_sums()
-        if get_world_size() > 1:
-            sums = _all_reduce(sums, torch_dist.ReduceOp.SUM)
+        all_reduce(sums, op='sum')
         return relative_norm(sums)
-
-
-def _collective_device() -> torch.device:
-    """Where the default group's collectives take their tensors."""
-    if torch_dist.get_backend() == 'nccl':
-        return torch.device('cuda', torch.cuda.current_device())
-    return torch.device('cpu')
-
-
-def _all_reduce(tensor: Tensor, op) -> Tensor:
-    """All-reduce a small CPU tensor on the default group's device."""
-    tensor = tensor.to(_collective_device())
-    torch_dist.all_reduce(tensor, op=op)
-    return tensor.cpu()
 
 
 def gather_per_rank(tensors: Dict[str, Tensor]) -> List[Dict[str, Tensor]]:
     """Every rank's ``tensors`` (same names and shapes on all ranks), as one
     dict per rank on the CPU, in rank order; one all-gather. Values travel
     as float64, which holds float32, float16 and bfloat16 exactly."""
-    if get_world_size() == 1:
-        return [{n: t.detach().cpu().clone() for n, t in tensors.items()}]
     flat = torch.cat([t.detach().reshape(-1).double().cpu()
                       for t in tensors.values()] +
                      [torch.zeros(0, dtype=torch.float64)])
-    flat = flat.to(_collective_device())
-    out = [torch.empty_like(flat) for _ in range(get_world_size())]
-    torch_dist.all_gather(out, flat)
     per_rank = []
-    for gathered in out:
+    for gathered in all_gather(flat):
         values, start = {}, 0
         for name, t in tensors.items():
             part = gathered[start:start + t.numel()]
-            values[name] = part.cpu().to(t.dtype).reshape(t.shape)
+            values[name] = part.to(t.dtype).reshape(t.shape)
             start += t.numel()
         per_rank.append(values)
     return per_rank
@@ -338,8 +317,8 @@ class ShardedEMA(Averager):
         together."""
         if get_world_size() == 1:
             return ok
-        flag = _all_reduce(torch.tensor([int(ok)], dtype=torch.int32),
-                           torch_dist.ReduceOp.MIN)
+        flag = torch.tensor([int(ok)], dtype=torch.int32)
+        all_reduce(flag, op='min')
         return bool(flag.item())
 
     # ---------------------------------------------------------- gathering
