@@ -41,7 +41,7 @@ Checkpoints follow the strategy's state-dict form (mmengine
   Resuming needs the same number of ranks and the same wrapping.
 """
 import logging
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 from mmengine.dist import all_gather, all_reduce, get_rank, get_world_size
@@ -132,6 +132,15 @@ class ShardedPairs(TensorPairs):
         sums = self.distance_sums()
         all_reduce(sums, op='sum')
         return relative_norm(sums)
+
+
+def norm_statistics(
+        sharded: ShardedModel) -> Iterator[Tuple[str, str, _NormBase, str]]:
+    """``(layer path, statistic name, layer, attribute)`` for the running
+    mean and variance of every normalisation layer of ``sharded``."""
+    for path, layer in sharded.norm_layers.items():
+        for stat in ('running_mean', 'running_var'):
+            yield path, f'{path}.{stat}' if path else stat, layer, stat
 
 
 def gather_per_rank(tensors: Dict[str, Tensor]) -> List[Dict[str, Tensor]]:
@@ -227,15 +236,14 @@ class ShardedEMA(Averager):
         # (name, layer, statistic, the buffer paired now)
         self._norm_stats = []
         if averages_norm_stats:
-            for path, layer in sharded.norm_layers.items():
+            for path, name, layer, stat in norm_statistics(sharded):
                 if name_matches(path, exclude):
                     continue
-                norm_paths.append(path)
-                for stat in ('running_mean', 'running_var'):
-                    name = f'{path}.{stat}' if path else stat
-                    buffer = getattr(layer, stat)
-                    self._norm_stats.append((name, layer, stat, buffer))
-                    src[name] = buffer.detach()
+                if path not in norm_paths:
+                    norm_paths.append(path)
+                buffer = getattr(layer, stat)
+                self._norm_stats.append((name, layer, stat, buffer))
+                src[name] = buffer.detach()
         names = list(src)
         self._dtensor_params = [
             sharded.dtensors[n] for n in names if n in sharded.dtensors
@@ -342,11 +350,10 @@ class ShardedEMA(Averager):
         """This rank's normalisation statistics: the model's
         (``model.<name>``) and the EMA's (``ema.<name>``, with
         ``buffers='average'``)."""
-        stats = {}
-        for path, layer in self.sharded.norm_layers.items():
-            for stat in ('running_mean', 'running_var'):
-                name = f'{path}.{stat}' if path else stat
-                stats['model.' + name] = getattr(layer, stat)
+        stats = {
+            'model.' + name: getattr(layer, stat)
+            for _, name, layer, stat in norm_statistics(self.sharded)
+        }
         ema = dict(self.ema_model.module.named_buffers())
         for name, *_ in self._norm_stats:
             stats['ema.' + name] = ema[name]
