@@ -2,7 +2,7 @@
 
 Importing sema_mm registers :class:`~sema_mm.hooks.SwitchEMAHook` in
 mmengine's root ``HOOKS`` registry and :class:`~sema_mm.ema.FusedEMA` in
-its root ``MODELS`` registry (and :class:`~sema_mm.strategies.FSDP2Strategy`
+its root ``MODELS`` registry (and :class:`~sema_mm.FSDP2Strategy`
 in ``STRATEGIES``), so ``custom_imports=dict(imports=['sema_mm'])``
 makes ``dict(type='SwitchEMAHook')`` work under the mmdet, mmpretrain,
 mmselfsup and mmcls scopes. It also makes mmengine load checkpoints without
@@ -18,7 +18,7 @@ strategies), ``switching`` (schedule, pull-back, normalisation statistics),
 from . import compat
 from .ema import FusedEMA
 from .hooks import SwitchEMAHook
-from .strategies import FSDP2Strategy
+from .sharding.fsdp2_strategy import FSDP2Strategy
 from .version import __version__
 
 compat.apply()

@@ -19,7 +19,7 @@ from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS
 
-from sema_mm.compat.fsdp import clean_name, find_sharded
+from sema_mm.sharding.fsdp1 import clean_name, find_sharded
 from sema_mm.ema.sharded import ShardedEMA
 from sema_mm.hooks import SwitchEMAHook
 

@@ -13,7 +13,7 @@ from mmengine.config import Config
 from mmengine.runner import Runner
 from torch import nn
 
-from sema_mm.analysis.decision import (
+from sema_mm.studies.decision import (
     accuracy,
     band_fraction,
     boundary_width,
@@ -21,7 +21,7 @@ from sema_mm.analysis.decision import (
     expected_calibration_error,
     grid,
 )
-from sema_mm.analysis.landscape import (
+from sema_mm.studies.landscape import (
     filter_normalize,
     interpolate,
     load_weights,

@@ -186,7 +186,7 @@ def test_fsdp2_strategy_refuses_what_it_cannot_do():
     without ``fully_shard`` (< 2.6) the strategy itself, with a message."""
     from mmengine.utils import digit_version
 
-    from sema_mm.strategies import FSDP2Strategy
+    from sema_mm import FSDP2Strategy
     with pytest.raises(ValueError, match="state_dict_cfg must be 'local'"):
         FSDP2Strategy(state_dict_cfg='sharded')
     if digit_version(torch.__version__) < digit_version('2.6.0'):

@@ -3,7 +3,7 @@
 Every config of ``configs/classification`` is checked for its single EMA-type
 hook and Table A1's momentum, and builds its Runner as written (full-size
 model) and on the embedded digits (tiny architecture of the same family, see
-:mod:`sema_mm.selfsup.digits_runs`). The SEMA variant of each model family
+:mod:`sema_mm.datasets.digits_config`). The SEMA variant of each model family
 (ResNet, DeiT/ViT, Swin, ConvNeXt) trains 2 epochs through ``tools/train.py``
 in a subprocess: it switches at the end of each epoch (the model then holds the
 EMA, checked by ``tests.rank_probe``) and validates top-1. The CIFAR-100

@@ -14,24 +14,24 @@ import pytest
 import torch
 from mmengine.config import Config
 
-from sema_mm.analysis import compare as compare_module
-from sema_mm.analysis import lookahead as lookahead_module
-from sema_mm.analysis.compare import (
+from sema_mm.comparison import runner as compare_module
+from sema_mm.studies import lookahead as lookahead_module
+from sema_mm.comparison.runner import (
     FINISHED,
     Settings,
     compare,
     plan_runs,
     run_state,
 )
-from sema_mm.analysis.lookahead import Lookahead, PlainLookahead
-from sema_mm.analysis.results import (
+from sema_mm.studies.lookahead import Lookahead, PlainLookahead
+from sema_mm.comparison.results import (
     markdown_table,
     metric_rule,
     pick_metric,
     read_run,
     summarise_variant,
 )
-from sema_mm.analysis.variants import (
+from sema_mm.comparison.variants import (
     apply_variant,
     ema_hooks,
     parse_variant,
@@ -104,7 +104,7 @@ def test_apply_variants_to_the_digits_config():
     assert hook['begin_epoch'] == 12 and hook['update_buffers']
     assert cfg.param_scheduler[-1] == dict(
         type='SWAConstantLR', factor=0.1, by_epoch=True, begin=12, end=15)
-    assert 'sema_mm.analysis.schedulers' in cfg.custom_imports.imports
+    assert 'sema_mm.studies.lr_schedules' in cfg.custom_imports.imports
     cfg = apply_variant(Config.fromfile(DIGITS),
                         parse_variant('swa:budget=1.0,start=0.5'))
     assert cfg.train_cfg.max_epochs == 12
@@ -117,7 +117,7 @@ def test_apply_variants_to_the_digits_config():
     assert opt.type == 'Lookahead' and opt.base_type == 'SGD'
     assert opt.lookahead_k == 3 and opt.lookahead_alpha == 0.5
     assert opt.lr == 0.1 and opt.momentum == 0.9
-    assert 'sema_mm.analysis.lookahead' in cfg.custom_imports.imports
+    assert 'sema_mm.studies.lookahead' in cfg.custom_imports.imports
 
 
 def test_ema_variant_keeps_priority_and_ema_type():

@@ -23,9 +23,9 @@ from typing import List
 import pytest
 from mmengine.config import Config
 
-from sema_mm.analysis.launchers import LocalLauncher
-from sema_mm.analysis.progress import ProgressBoard
-from sema_mm.cli.job import DirLock
+from sema_mm.comparison.launchers import LocalLauncher
+from sema_mm.comparison.progress import ProgressBoard
+from sema_mm.comparison.job_wrapper import DirLock
 from tests.test_tools import run_env
 from tests.toy import toy_config
 
@@ -108,7 +108,7 @@ def wait_for(condition, what: str, timeout: float = 180,
 # --------------------------------------------------------------- units
 def test_local_slots_own_their_gpus(monkeypatch):
     """With G visible GPUs, G / N runs at a time, each with its own N."""
-    from sema_mm.analysis import launchers
+    from sema_mm.comparison import launchers
     monkeypatch.setattr(launchers, 'visible_gpus',
                         lambda: [str(i) for i in range(8)])
     assert LocalLauncher(2).slots == ['0,1', '2,3', '4,5', '6,7']
@@ -124,7 +124,7 @@ def test_local_slots_own_their_gpus(monkeypatch):
 def test_local_runs_get_their_own_gpus_and_ports(monkeypatch, tmp_path):
     """Four runs of 2 GPUs on a (pretended) 8-GPU machine start at once,
     each with its own ``CUDA_VISIBLE_DEVICES`` and rendezvous port."""
-    from sema_mm.analysis import launchers
+    from sema_mm.comparison import launchers
     monkeypatch.setattr(launchers, 'visible_gpus',
                         lambda: [str(i) for i in range(8)])
     show_env = [sys.executable, '-c', 'import json, os; print(json.dumps('

@@ -2,7 +2,7 @@
 
 Every config of ``configs/selfsup`` is checked for its hooks and momenta and
 builds a Runner as written (full-size model) and on the embedded digits (tiny
-architecture of the same family, see :mod:`sema_mm.selfsup.digits_runs`). The
+architecture of the same family, see :mod:`sema_mm.datasets.digits_config`). The
 SEMA variant of every method pre-trains 2 epochs through ``tools/train.py`` in
 a subprocess and switches; SimCLR (contrastive) and MAE (masked image
 modelling) are then evaluated by a linear probe on the saved backbone. For the
@@ -245,7 +245,7 @@ def config_path(*parts: str) -> str:
 def digits_config(config: str, out_dir: str, data_root: str,
                   **extra) -> str:
     """Write the digits run of ``config`` into ``out_dir``."""
-    from sema_mm.selfsup.digits_runs import write_digits_config
+    from sema_mm.datasets.digits_config import write_digits_config
     out = osp.join(out_dir, f'{uuid.uuid4().hex[:6]}_{osp.basename(config)}')
     return write_digits_config(config, out, data_root=data_root, extra=extra)
 

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from sema_mm.analysis.results import (
+from sema_mm.comparison.results import (
     plot_scalars,
     read_run,
     scalar_curve,

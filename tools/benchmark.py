@@ -253,7 +253,7 @@ def build_train_runner(hook: Optional[dict], epochs: int, data_root: str,
     from mmengine.config import Config
     from mmengine.runner import Runner
 
-    from sema_mm.analysis.variants import set_data_root, set_epochs
+    from sema_mm.comparison.variants import set_data_root, set_epochs
 
     cfg = Config.fromfile(DEMO_CONFIG)
     set_data_root(cfg, data_root)

@@ -14,11 +14,11 @@ metric mmengine logged (``vis_data/scalars.json``) is summarised::
 A config may be named: ``NAME=path/to/config.py`` (default name: the file
 stem). How each variant is applied to a config (EMA-type hooks in
 ``custom_hooks`` replaced or dropped, SWA's budget, Lookahead's wrapping of
-the optimizer) is described in :mod:`sema_mm.analysis.variants`. A variant
+the optimizer) is described in :mod:`sema_mm.comparison.variants`. A variant
 takes options after a colon, e.g. ``sema:momentum=0.01,interval=4`` or
 ``swa:budget=1.0,start=0.8`` or ``lookahead:k=10,alpha=0.8``.
 
-Where the runs train (:mod:`sema_mm.analysis.launchers`):
+Where the runs train (:mod:`sema_mm.comparison.launchers`):
 
 * ``--launcher none`` (default): one after another, in this process, or
   with ``--gpus-per-run N`` > 1 each by ``tools/dist_train.sh`` on all
@@ -66,14 +66,14 @@ from typing import Dict, List, Optional, Sequence
 
 from mmengine.config import DictAction
 
-from sema_mm.analysis.compare import (
+from sema_mm.comparison.runner import (
     LAUNCHERS,
     RunsFailed,
     Settings,
     compare,
 )
-from sema_mm.analysis.scheduler import CompareBusyError
-from sema_mm.analysis.variants import parse_variants
+from sema_mm.comparison.jobs import CompareBusyError
+from sema_mm.comparison.variants import parse_variants
 
 
 def parse_configs(items: Sequence[str]) -> Dict[str, str]:

@@ -16,7 +16,7 @@ It needs no download:
    channels, 30 epochs, cosine LR) as three variants (no averaging, EMA
    evaluated and saved, SEMA), all with momentum 0.1 (the config's), with
    seeds 0, 1 and 2, one run after another, through
-   :mod:`sema_mm.analysis.compare` (as ``tools/compare.py`` does: one status
+   :mod:`sema_mm.comparison.runner` (as ``tools/compare.py`` does: one status
    line per run, updated in place on a terminal, a line per start and end
    otherwise; each run's full log in its work dir; finished runs are skipped
    when the command is repeated);
@@ -50,9 +50,9 @@ from mmengine.logging import print_log
 from mmengine.runner import Runner
 
 from sema_mm import SwitchEMAHook
-from sema_mm.analysis.compare import Settings, compare
-from sema_mm.analysis.results import read_scalars as read_scalars_file
-from sema_mm.analysis.variants import (
+from sema_mm.comparison.runner import Settings, compare
+from sema_mm.comparison.results import read_scalars as read_scalars_file
+from sema_mm.comparison.variants import (
     SPLITS,
     parse_variants,
     set_data_root,

@@ -4,7 +4,7 @@
 local`` or ``slurm``, or ``--subprocess``) through this file, run by its
 path so that a job imports only the standard library (not torch twice)::
 
-    python sema_mm/cli/job.py WORK_DIR TOKEN -- COMMAND [ARGS...]
+    python sema_mm/comparison/job_wrapper.py WORK_DIR TOKEN -- COMMAND [ARGS...]
 
 It works in the run's folder ``WORK_DIR``:
 
@@ -24,7 +24,7 @@ It works in the run's folder ``WORK_DIR``:
    exit status and the end time, and exits with the command's status.
 
 Records are written atomically (:mod:`sema_mm.records`), so a reader sees
-them complete or not at all. :mod:`sema_mm.analysis.scheduler` reads them.
+them complete or not at all. :mod:`sema_mm.comparison.jobs` reads them.
 """
 import argparse
 import errno
@@ -243,7 +243,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     """Parse ``WORK_DIR TOKEN -- COMMAND...`` and run the job."""
     parser = argparse.ArgumentParser(
         description='Run one comparison run as a job (see the module '
-        'docstring of sema_mm/cli/job.py).')
+        'docstring of sema_mm/comparison/job_wrapper.py).')
     parser.add_argument('work_dir', help='the run\'s work dir')
     parser.add_argument('token', help='identifies this submission')
     parser.add_argument('command', nargs=argparse.REMAINDER,

@@ -21,9 +21,9 @@ already written into its work dir) and return a :class:`Job`:
     name says which run it is (``<config>.<variant>.seed<s>.<root id>``)
     and its output goes to ``<work_dir>/slurm-<job id>.log``.
 
-Local and slurm runs go through ``sema_mm/cli/job.py`` (see there), which
+Local and slurm runs go through ``sema_mm/comparison/job_wrapper.py`` (see there), which
 takes the run's lock and writes ``attempt.json`` and, on success,
-``finished.json``; :mod:`.scheduler` reads those records. Each job is also
+``finished.json``; :mod:`.jobs` reads those records. Each job is also
 recorded in ``<work_dir>/job.json`` (launcher, token, pid or slurm job id,
 log), so that a later comparison finds the job while it runs.
 """
@@ -41,14 +41,14 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
-from ..cli.job import RUN_LOCK, DirLock, describe_holder, holder_info
-from ..cli.job import write_finished as write_finished_record
+from .job_wrapper import RUN_LOCK, DirLock, describe_holder, holder_info
+from .job_wrapper import write_finished as write_finished_record
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 TOOLS = osp.join(REPO, 'tools')
 #: The job wrapper, run by path (it imports no more than the standard
 #: library and ``sema_mm/records.py``).
-JOB_SCRIPT = osp.join(REPO, 'sema_mm', 'cli', 'job.py')
+JOB_SCRIPT = osp.join(REPO, 'sema_mm', 'comparison', 'job_wrapper.py')
 #: The record of a run's job, written by the comparison.
 JOB = 'job.json'
 #: slurm states of a job that has not started yet.
@@ -152,7 +152,7 @@ def train_command(task: Task, procs: int = 1) -> List[str]:
 
 
 def job_command(task: Task, token: str, command: Sequence[str]) -> List[str]:
-    """``command`` run through the job wrapper ``sema_mm/cli/job.py``."""
+    """``command`` run through the job wrapper ``sema_mm/comparison/job_wrapper.py``."""
     return [sys.executable, JOB_SCRIPT, task.work_dir, token, '--'] + list(
         command)
 

@@ -51,7 +51,7 @@ def choose_metric(values: Dict[str, object],
                   metric: Optional[str] = None) -> Optional[str]:
     """The metric to show from a validation's ``values``: ``metric`` if
     given and present, else the first of
-    :data:`~sema_mm.analysis.results.KNOWN_METRICS`, else the first other
+    :data:`~sema_mm.comparison.results.KNOWN_METRICS`, else the first other
     numeric key (sorted)."""
     numeric = sorted(
         k for k, v in values.items()

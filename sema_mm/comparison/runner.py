@@ -1,7 +1,7 @@
 """Train the variants of one or more configs over seeds and compare them.
 
 The work dir of every run is ``<work_root>/<config name>/<variant>/seed<s>``
-(``variant`` as :attr:`~sema_mm.analysis.variants.Variant.dirname`). In it:
+(``variant`` as :attr:`~sema_mm.comparison.variants.Variant.dirname`). In it:
 
 * ``compare_cfg/<config name>.py``: the config the run trains (the given
   config with the command-line overrides, the variant and the seed
@@ -31,7 +31,7 @@ another as processes (``subprocess``, or ``gpus > 1``:
 ``tools/dist_train.sh``); several at once on this machine
 (``launcher='local'``); or as slurm jobs (``launcher='slurm'``). Either way
 one status line per run shows its progress (:mod:`.progress`), and one
-comparison at a time may train under a root (:func:`.scheduler.root_lock`).
+comparison at a time may train under a root (:func:`.jobs.root_lock`).
 """
 import argparse
 import contextlib
@@ -52,7 +52,7 @@ from typing import IO, Callable, Dict, List, Optional, Sequence, Tuple
 from mmengine.config import Config
 from mmengine.logging import MMLogger, print_log
 
-from ..cli.job import FINISHED, STARTED
+from .job_wrapper import FINISHED, STARTED
 from ..records import read_json, write_json, write_text
 from .launchers import InProcessLauncher, LocalLauncher, SlurmLauncher, Task
 from .progress import BoardHook, ProgressBoard
@@ -68,7 +68,7 @@ from .results import (
     summarise_variant,
     switch_table,
 )
-from .scheduler import Outcome, Scheduler, root_lock
+from .jobs import Outcome, Scheduler, root_lock
 from .variants import Variant, apply_variant, is_epoch_based, set_epochs
 
 CONFIG_DIR = 'compare_cfg'
@@ -123,7 +123,7 @@ class Settings:
 
     Attributes:
         momentum (float, optional): EMA/SEMA momentum unless a variant sets
-            its own (see :func:`~sema_mm.analysis.variants.apply_variant`).
+            its own (see :func:`~sema_mm.comparison.variants.apply_variant`).
         epochs (int, optional): Train this many epochs (schedules that end
             with training are stretched).
         cfg_options (dict, optional): Overrides merged into each config.
@@ -440,7 +440,7 @@ class RunsFailed(RuntimeError):
 def train_runs(runs: Sequence[Run], settings: Settings, work_root: str,
                force: bool = False, metric: Optional[str] = None) -> Outcome:
     """Start every run that is not finished with ``settings``' launcher
-    and follow them (see :class:`~.scheduler.Scheduler`).
+    and follow them (see :class:`~.jobs.Scheduler`).
 
     Returns:
         Outcome: How the runs ended up.
@@ -516,7 +516,7 @@ def collect(runs: Sequence[Run], metric: Optional[str] = None,
     Args:
         runs (Sequence[Run]): The runs (see :func:`plan_runs`).
         metric (str, optional): Validation metric; found automatically
-            otherwise (see :func:`~sema_mm.analysis.results.pick_metric`).
+            otherwise (see :func:`~sema_mm.comparison.results.pick_metric`).
         rule (str, optional): ``'greater'`` or ``'less'``; from the
             metric's name otherwise.
         plot_dir (str, optional): Write ``<config>_<metric>.png`` here.

@@ -24,7 +24,7 @@ place:
     least ``E + 1``; iterations for iteration-based loops); the config's
     own LR schedule is left as it is over the first ``E`` epochs; from
     epoch ``E`` on the LR is held at ``lr_ratio`` times each group's initial LR
-    (:class:`~sema_mm.analysis.schedulers.SWAConstantLR`) and the weights
+    (:class:`~sema_mm.studies.lr_schedules.SWAConstantLR`) and the weights
     are averaged with equal weights after every iteration (mmengine's
     ``EMAHook(ema_type='StochasticWeightAverage', begin_epoch=E)``).
     Validation and checkpoints see the average. Normalisation statistics are
@@ -34,7 +34,7 @@ place:
     0.75), with the LR schedule unchanged.
 ``lookahead``
     ``optim_wrapper.optimizer`` becomes a
-    :class:`~sema_mm.analysis.lookahead.Lookahead` around the config's own
+    :class:`~sema_mm.studies.lookahead.Lookahead` around the config's own
     optimizer (every 'k' steps the slow weights move a fraction ``alpha``
     towards the fast ones, which restart from them). EMA-type hooks are
     dropped, as for the baseline.
@@ -294,7 +294,7 @@ def _apply_swa(cfg: Config, options: Dict[str, Any]) -> None:
                  begin=length, end=total)
         ]
         cfg.param_scheduler = schedulers
-        _add_import(cfg, 'sema_mm.analysis.schedulers')
+        _add_import(cfg, 'sema_mm.studies.lr_schedules')
     else:
         start = float(opts['start'])
         if not 0 <= start < 1:
@@ -326,7 +326,7 @@ def _apply_lookahead(cfg: Config, options: Dict[str, Any]) -> None:
         type='Lookahead', base_type=base_type,
         lookahead_k=int(opts['k']), lookahead_alpha=float(opts['alpha']),
         **base)
-    _add_import(cfg, 'sema_mm.analysis.lookahead')
+    _add_import(cfg, 'sema_mm.studies.lookahead')
 
 
 def apply_variant(cfg: Config, variant: Variant,

@@ -14,7 +14,7 @@ EMA, and holds three fixes for mmengine's FSDP strategy (see its docstring).
 :func:`apply` installs the changes to mmengine (all but the mmselfsup shim);
 importing sema_mm calls it once.
 """
-from . import fsdp
+from ..sharding import fsdp1 as fsdp
 from .atomic_checkpoints import use_atomic_local_writes
 from .checkpoint_safety import allow_mmengine_checkpoints
 

@@ -40,7 +40,7 @@ import torch
 from mmengine.logging import HistoryBuffer
 from mmengine.runner.checkpoint import CheckpointLoader
 
-from .fsdp import sharded_tensor_globals
+from ..sharding.fsdp1 import sharded_tensor_globals
 
 HAS_SAFE_GLOBALS = hasattr(torch.serialization, 'add_safe_globals')
 
@@ -118,7 +118,7 @@ def _name(entry: Any) -> str:
 def _allowed_globals() -> Dict[str, Any]:
     """Pickle name -> object: torch's weights-only list plus mmengine's and
     the classes of FSDP1's local state dicts (which torch >= 2.4 gets as
-    safe globals from :mod:`sema_mm.compat.fsdp`)."""
+    safe globals from :mod:`sema_mm.sharding.fsdp1`)."""
     from torch import _weights_only_unpickler
     allowed = dict(_weights_only_unpickler._get_allowed_globals())
     for entry in mmengine_checkpoint_globals() + sharded_tensor_globals():

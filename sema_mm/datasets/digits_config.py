@@ -34,7 +34,7 @@ iterations per epoch).
 Command line (the written config is then used like any other)::
 
     python -m sema_mm.datasets.digits --out data/digits
-    python -m sema_mm.selfsup.digits_runs \\
+    python -m sema_mm.datasets.digits_config \\
         configs/selfsup/simclr/simclr_resnet50_16xb256-coslr-200e_in1k_sema.py\\
         work_dirs/simclr_digits.py --data-root data/digits
     python tools/train.py work_dirs/simclr_digits.py
@@ -49,7 +49,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from mmengine.config import Config
 
-from ..datasets.digits import CLASSES
+from .digits import CLASSES
 
 IMG_SIZE = 32
 # Pixel statistics of the written digits (0-255 scale, see configs/demo).
@@ -360,7 +360,7 @@ def render_config(base: str, overrides: Dict[str, Any]) -> str:
     """Text of a config inheriting ``base`` with ``overrides``."""
     lines = [
         '"""Digits run of {} (written by '
-        'sema_mm.selfsup.digits_runs)."""'.format(osp.basename(base)),
+        'sema_mm.datasets.digits_config)."""'.format(osp.basename(base)),
         f'_base_ = [{osp.abspath(base)!r}]',
     ]
     for key, value in overrides.items():

@@ -25,7 +25,7 @@ from mmengine.model import BaseAveragedModel
 from mmengine.registry import MODELS
 from torch import Tensor, nn
 
-from ..compat.fsdp import find_sharded
+from ..sharding.fsdp1 import find_sharded
 from ..errors import require
 from .fused_ema import FusedEMA, select_averaged_names
 from .sync_state import EMAState
@@ -311,7 +311,7 @@ def build_averager(model: nn.Module,
                    wrapped: Optional[nn.Module] = None) -> Averager:
     """The EMA strategy for ``model``.
 
-    A sharded model (FSDP1 or FSDP2, see :mod:`sema_mm.compat.fsdp`) gets a
+    A sharded model (FSDP1 or FSDP2, see :mod:`sema_mm.sharding.fsdp1`) gets a
     :class:`~sema_mm.ema.sharded.ShardedEMA` of its local shards.
 
     Args:

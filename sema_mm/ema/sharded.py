@@ -5,7 +5,7 @@ state); a deep copy of the model, which is what an ordinary EMA is, would
 copy FSDP's machinery rather than the weights (and fails with
 ``use_orig_params=False``). :class:`ShardedEMA` instead allocates, on every
 rank, one EMA tensor per local shard (same shape, device and dtype), pairs it
-with the live shard (:mod:`sema_mm.compat.fsdp`), and runs the same fused
+with the live shard (:mod:`sema_mm.sharding.fsdp1`), and runs the same fused
 kernels as :class:`~sema_mm.ema.FusedEMA` over those pairs:
 
 * update (``_foreach_lerp_``), seed and switch (``_foreach_copy_``),
@@ -49,7 +49,7 @@ from mmengine.logging import print_log
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _NormBase
 
-from ..compat.fsdp import ShardedModel
+from ..sharding.fsdp1 import ShardedModel
 from ..errors import require
 from .averagers import Averager
 from .fused_ema import FusedEMA, PythonStepCounter

@@ -80,7 +80,7 @@ except ImportError:  # pragma: no cover - torch < 2.4
 #: The model attribute through which an FSDP2 strategy tells the sharded
 #: EMA how its checkpoints hold the model: ``'local'`` (per-rank files, the
 #: default) or ``'full'`` (rank 0 writes the whole model), see
-#: :class:`sema_mm.strategies.FSDP2Strategy`.
+#: :class:`sema_mm.FSDP2Strategy`.
 STATE_DICT_FORM = 'sema_mm_state_dict_form'
 #: Module names that FSDP1, activation checkpointing and ``torch.compile``
 #: insert between a module and its children.

@@ -16,7 +16,7 @@ and saves checkpoints as ``FSDPStrategy`` does, in one of two forms:
 ``SwitchEMAHook`` keeps the EMA of each rank's shards
 (:mod:`sema_mm.ema.sharded`) and saves it in the same form: the strategy
 tells it which through the model attribute named by
-:data:`sema_mm.compat.fsdp.STATE_DICT_FORM`.
+:data:`sema_mm.sharding.fsdp1.STATE_DICT_FORM`.
 
 Example::
 
@@ -36,7 +36,7 @@ from mmengine.registry import STRATEGIES
 from mmengine.utils import mkdir_or_exist
 from torch import nn
 
-from ..compat.fsdp import STATE_DICT_FORM, DTensor, full_state_options
+from .fsdp1 import STATE_DICT_FORM, DTensor, full_state_options
 
 
 @STRATEGIES.register_module()

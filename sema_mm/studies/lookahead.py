@@ -23,7 +23,7 @@ mmengine's optimizer constructor (``paramwise_cfg``, ``lr`` and
         lookahead_alpha=0.5, lr=0.1, momentum=0.9, weight_decay=5e-4))
 
 ``tools/compare.py`` builds this from any config with the ``lookahead``
-variant (:mod:`sema_mm.analysis.variants`). The inner optimizer's state
+variant (:mod:`sema_mm.comparison.variants`). The inner optimizer's state
 (momentum buffers) is kept across syncs, as in timm.
 """
 from collections import defaultdict

@@ -1,6 +1,6 @@
 """A learning-rate scheduler holding a fixed fraction of the initial LR.
 
-Used by the ``swa`` variant (:mod:`sema_mm.analysis.variants`): after the
+Used by the ``swa`` variant (:mod:`sema_mm.comparison.variants`): after the
 config's own schedule has ended, SWA trains on at a constant learning rate
 while it averages the weights. mmengine's schedulers are chained (each
 multiplies the value the previous one left), so after a cosine schedule that

@@ -7,7 +7,7 @@ mode) is computed at every point. Checkpoints are read with mmengine's
 loader; their ``state_dict`` is used (for EMA and SEMA runs that is the EMA,
 the weights validation saw).
 
-Modes (see :mod:`sema_mm.analysis.landscape` for the definitions):
+Modes (see :mod:`sema_mm.studies.landscape` for the definitions):
 
 ``interp``
     Linear interpolation between two checkpoints, ``(1 - a) A + a B`` for
@@ -62,7 +62,7 @@ from mmengine.runner import Runner
 from mmengine.runner.checkpoint import _load_checkpoint
 
 import sema_mm  # noqa: F401
-from sema_mm.analysis.landscape import (
+from sema_mm.studies.landscape import (
     interpolate,
     make_batch_loss,
     move,

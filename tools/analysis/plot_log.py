@@ -19,7 +19,7 @@ import argparse
 import os.path as osp
 from typing import List, Optional, Sequence
 
-from sema_mm.analysis.results import (
+from sema_mm.comparison.results import (
     pick_metric,
     plot_scalars,
     read_run,

@@ -22,7 +22,7 @@ methods share them):
   ``--band``, 0.25), i.e. the band's area divided by the length of the
   decision boundary, on a 200 x 200 grid over the data (+0.5 margin); and
   the band's share of the grid's area (see
-  :mod:`sema_mm.analysis.decision`).
+  :mod:`sema_mm.studies.decision`).
 
 Plots: ``toy_decision_<dataset>.png``, one panel per method for seed 0
 (predicted probability shaded, decision boundary solid, band edges dashed,
@@ -45,7 +45,7 @@ import torch
 from mmengine.logging import print_log
 from torch import nn
 
-from sema_mm.analysis.decision import (
+from sema_mm.studies.decision import (
     accuracy,
     band_fraction,
     boundary_width,
@@ -53,7 +53,7 @@ from sema_mm.analysis.decision import (
     grid,
     summarise,
 )
-from sema_mm.analysis.toy import make_data, train
+from sema_mm.studies.toy import make_data, train
 
 METHODS = ('baseline', 'EMA', 'SEMA')
 

@@ -20,7 +20,7 @@ from typing import Dict, List
 
 import torch
 
-from sema_mm.analysis.toy import make_data, train
+from sema_mm.studies.toy import make_data, train
 
 
 def test_accuracy(method: str, momentum: float, seed: int,
