@@ -19,9 +19,9 @@ from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS
 
-from sema_mm.sharding.fsdp1 import clean_name, find_sharded
 from sema_mm.ema.sharded import ShardedEMA
 from sema_mm.hooks import SwitchEMAHook
+from sema_mm.sharding import clean_name, find_sharded
 
 
 @HOOKS.register_module()
@@ -34,7 +34,7 @@ class FullProbeHook(Hook):
         hook = next(h for h in runner.hooks if isinstance(h, SwitchEMAHook))
         averager = hook.averager
         if isinstance(averager, ShardedEMA):
-            model = averager.sharded.full_state_dict()
+            model = averager.shards.gather_full()
             ema = averager.full_state()
         else:
             module = runner.model

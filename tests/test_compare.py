@@ -15,15 +15,6 @@ import torch
 from mmengine.config import Config
 
 from sema_mm.comparison import runner as compare_module
-from sema_mm.studies import lookahead as lookahead_module
-from sema_mm.comparison.runner import (
-    FINISHED,
-    Settings,
-    compare,
-    plan_runs,
-    run_state,
-)
-from sema_mm.studies.lookahead import Lookahead, PlainLookahead
 from sema_mm.comparison.results import (
     markdown_table,
     metric_rule,
@@ -31,12 +22,21 @@ from sema_mm.comparison.results import (
     read_run,
     summarise_variant,
 )
+from sema_mm.comparison.runner import (
+    FINISHED,
+    Settings,
+    compare,
+    plan_runs,
+    run_state,
+)
 from sema_mm.comparison.variants import (
     apply_variant,
     ema_hooks,
     parse_variant,
     parse_variants,
 )
+from sema_mm.studies import lookahead as lookahead_module
+from sema_mm.studies.lookahead import Lookahead, PlainLookahead
 from tests.toy import toy_config
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))

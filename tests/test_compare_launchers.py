@@ -23,9 +23,9 @@ from typing import List
 import pytest
 from mmengine.config import Config
 
+from sema_mm.comparison.job_wrapper import DirLock
 from sema_mm.comparison.launchers import LocalLauncher
 from sema_mm.comparison.progress import ProgressBoard
-from sema_mm.comparison.job_wrapper import DirLock
 from tests.test_tools import run_env
 from tests.toy import toy_config
 

@@ -292,7 +292,7 @@ import os, torch, torch.distributed as dist
 import sema_mm
 from torch.distributed.device_mesh import init_device_mesh
 from torch.distributed.fsdp import fully_shard
-from sema_mm.ema.averagers import build_averager
+from sema_mm.ema.factory import build_averager
 from tests.toy import ToyClassifier
 dist.init_process_group('gloo', rank=0, world_size=1)
 model = ToyClassifier()
@@ -302,7 +302,8 @@ for cfg, kw in ((dict(type='FusedEMA', momentum=0.1, device='cpu'), {}),
                 (dict(type='FusedEMA', momentum=0.1),
                  dict(teacher='encoder_k'))):
     try:
-        build_averager(model, cfg, **kw)
+        build_averager(model, cfg.pop('type'), cfg.pop('momentum'), cfg,
+                       **kw)
     except ValueError as e:
         print('REFUSED', e)
 dist.destroy_process_group()

@@ -2,8 +2,9 @@
 
 Every config of ``configs/selfsup`` is checked for its hooks and momenta and
 builds a Runner as written (full-size model) and on the embedded digits (tiny
-architecture of the same family, see :mod:`sema_mm.datasets.digits_config`). The
-SEMA variant of every method pre-trains 2 epochs through ``tools/train.py`` in
+architecture of the same family, see
+:mod:`sema_mm.datasets.digits_config`). The SEMA variant of every method
+pre-trains 2 epochs through ``tools/train.py`` in
 a subprocess and switches; SimCLR (contrastive) and MAE (masked image
 modelling) are then evaluated by a linear probe on the saved backbone. For the
 self-teaching methods :class:`TeacherProbeHook` replays, after every

@@ -66,13 +66,13 @@ from typing import Dict, List, Optional, Sequence
 
 from mmengine.config import DictAction
 
+from sema_mm.comparison.jobs import CompareBusyError
 from sema_mm.comparison.runner import (
     LAUNCHERS,
     RunsFailed,
     Settings,
     compare,
 )
-from sema_mm.comparison.jobs import CompareBusyError
 from sema_mm.comparison.variants import parse_variants
 
 

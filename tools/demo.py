@@ -50,8 +50,8 @@ from mmengine.logging import print_log
 from mmengine.runner import Runner
 
 from sema_mm import SwitchEMAHook
-from sema_mm.comparison.runner import Settings, compare
 from sema_mm.comparison.results import read_scalars as read_scalars_file
+from sema_mm.comparison.runner import Settings, compare
 from sema_mm.comparison.variants import (
     SPLITS,
     parse_variants,

@@ -4,7 +4,7 @@
 local`` or ``slurm``, or ``--subprocess``) through this file, run by its
 path so that a job imports only the standard library (not torch twice)::
 
-    python sema_mm/comparison/job_wrapper.py WORK_DIR TOKEN -- COMMAND [ARGS...]
+    python sema_mm/comparison/job_wrapper.py WORK_DIR TOKEN -- COMMAND [ARGS]
 
 It works in the run's folder ``WORK_DIR``:
 

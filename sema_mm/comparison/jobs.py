@@ -23,9 +23,9 @@ processes it started are stopped (they resume next time); slurm jobs run on.
 What keeps two jobs from writing one work dir: the root lock of the
 comparison (:func:`root_lock`: one comparison per root at a time), the run's
 own lock, held by whatever trains it (``run.lock``, see
-:mod:`sema_mm.comparison.job_wrapper`), and ``job.json``, which names a submitted slurm
-job before it has started (and is looked up in the queue by its name if the
-comparison died before recording its id).
+:mod:`sema_mm.comparison.job_wrapper`), and ``job.json``, which names a
+submitted slurm job before it has started (and is looked up in the queue
+by its name if the comparison died before recording its id).
 """
 import os
 import os.path as osp

@@ -21,8 +21,8 @@ already written into its work dir) and return a :class:`Job`:
     name says which run it is (``<config>.<variant>.seed<s>.<root id>``)
     and its output goes to ``<work_dir>/slurm-<job id>.log``.
 
-Local and slurm runs go through ``sema_mm/comparison/job_wrapper.py`` (see there), which
-takes the run's lock and writes ``attempt.json`` and, on success,
+Local and slurm runs go through ``sema_mm/comparison/job_wrapper.py`` (see
+there), which takes the run's lock and writes ``attempt.json`` and, on success,
 ``finished.json``; :mod:`.jobs` reads those records. Each job is also
 recorded in ``<work_dir>/job.json`` (launcher, token, pid or slurm job id,
 log), so that a later comparison finds the job while it runs.
@@ -152,7 +152,8 @@ def train_command(task: Task, procs: int = 1) -> List[str]:
 
 
 def job_command(task: Task, token: str, command: Sequence[str]) -> List[str]:
-    """``command`` run through the job wrapper ``sema_mm/comparison/job_wrapper.py``."""
+    """``command`` run through the job wrapper
+    ``sema_mm/comparison/job_wrapper.py``."""
     return [sys.executable, JOB_SCRIPT, task.work_dir, token, '--'] + list(
         command)
 

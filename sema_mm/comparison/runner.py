@@ -52,8 +52,9 @@ from typing import IO, Callable, Dict, List, Optional, Sequence, Tuple
 from mmengine.config import Config
 from mmengine.logging import MMLogger, print_log
 
-from .job_wrapper import FINISHED, STARTED
 from ..records import read_json, write_json, write_text
+from .job_wrapper import FINISHED, STARTED
+from .jobs import Outcome, Scheduler, root_lock
 from .launchers import InProcessLauncher, LocalLauncher, SlurmLauncher, Task
 from .progress import BoardHook, ProgressBoard
 from .results import (
@@ -68,7 +69,6 @@ from .results import (
     summarise_variant,
     switch_table,
 )
-from .jobs import Outcome, Scheduler, root_lock
 from .variants import Variant, apply_variant, is_epoch_based, set_epochs
 
 CONFIG_DIR = 'compare_cfg'

@@ -18,6 +18,8 @@ storages, ordered dicts, dtypes, ...) plus exactly what mmengine writes:
   pickled ``HistoryBuffer`` refers to them as ``getattr(HistoryBuffer,
   'mean')``) and to ``ShardedTensor.ProcessGroupState`` (in FSDP's per-rank
   checkpoints); any other ``getattr`` in a file is refused.
+* the classes of FSDP1's per-rank checkpoints (``ShardedTensor`` and its
+  metadata, :func:`sharded_tensor_globals`).
 
 Where torch has ``torch.serialization.add_safe_globals`` (2.4 and later) the
 list is registered there and files are loaded with ``weights_only=True``;
@@ -40,11 +42,29 @@ import torch
 from mmengine.logging import HistoryBuffer
 from mmengine.runner.checkpoint import CheckpointLoader
 
-from ..sharding.fsdp1 import sharded_tensor_globals
-
 HAS_SAFE_GLOBALS = hasattr(torch.serialization, 'add_safe_globals')
 
 _RESTRICTED_GETATTR_NAME = 'builtins.getattr'
+
+
+def sharded_tensor_globals() -> List:
+    """The classes a pickled FSDP1 local state dict (``ShardedTensor``)
+    names: torch's own data classes, whose unpickling only validates ranks
+    and shapes."""
+    try:
+        from torch.distributed._shard.metadata import ShardMetadata
+        from torch.distributed._shard.sharded_tensor import api, metadata
+        from torch.distributed._shard.sharded_tensor.shard import Shard
+        from torch.distributed._shard.sharding_spec import ChunkShardingSpec
+        from torch.distributed.remote_device import _remote_device
+    except ImportError:  # pragma: no cover - torch without distributed
+        return []
+    return [
+        api.ShardedTensor, api.ShardedTensorBase,
+        api.ShardedTensor.ProcessGroupState, metadata.ShardedTensorMetadata,
+        metadata.TensorProperties, metadata.MEM_FORMAT_ENCODING, Shard,
+        ShardMetadata, ChunkShardingSpec, _remote_device
+    ]
 
 
 def _is_sharded_tensor(obj: Any) -> bool:
@@ -118,7 +138,7 @@ def _name(entry: Any) -> str:
 def _allowed_globals() -> Dict[str, Any]:
     """Pickle name -> object: torch's weights-only list plus mmengine's and
     the classes of FSDP1's local state dicts (which torch >= 2.4 gets as
-    safe globals from :mod:`sema_mm.sharding.fsdp1`)."""
+    safe globals of :func:`sharded_tensor_globals`)."""
     from torch import _weights_only_unpickler
     allowed = dict(_weights_only_unpickler._get_allowed_globals())
     for entry in mmengine_checkpoint_globals() + sharded_tensor_globals():
@@ -193,9 +213,11 @@ def load_from_local_safe(filename: str, map_location=None):
 
 
 def allow_mmengine_checkpoints() -> None:
-    """Allow-list mmengine's checkpoint types and install the safe local
-    loader. Called once when sema_mm is imported."""
+    """Allow-list mmengine's checkpoint types and FSDP1's local state dicts
+    (:func:`sharded_tensor_globals`) and install the safe local loader.
+    Called once when sema_mm is imported."""
     if HAS_SAFE_GLOBALS:
-        torch.serialization.add_safe_globals(mmengine_checkpoint_globals())
+        torch.serialization.add_safe_globals(mmengine_checkpoint_globals() +
+                                             sharded_tensor_globals())
     CheckpointLoader.register_scheme(
         prefixes='', loader=load_from_local_safe, force=True)

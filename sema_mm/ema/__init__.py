@@ -1,18 +1,17 @@
-"""The EMA itself: the fused averaged model, its tensor pairs, the
-strategies the hook delegates to (a separate EMA or the model's momentum
-teacher), and whether the EMA equals the model."""
-from .averagers import (
-    Averager,
-    ModelTeacher,
-    OwnEMA,
-    OwnFusedEMA,
-    build_averager,
-)
+"""The EMA itself: the fused averaged model, its tensor pairs, its momentum
+schedule and update rule, the strategies the hook delegates to (a separate
+EMA, the model's momentum teacher, the EMA of a sharded model's shards), how
+they are built, how they go into checkpoints, and whether the EMA equals
+the model."""
+from .averagers import Averager, ModelTeacher, OwnEMA, OwnFusedEMA
+from .factory import build_averager
 from .fused_ema import FusedEMA
+from .momentum import MomentumSchedule, ema_step
 from .sync_state import EMAState, ModelSync
 from .tensor_pairs import TensorPairs
 
 __all__ = [
     'FusedEMA', 'TensorPairs', 'Averager', 'OwnEMA', 'OwnFusedEMA',
-    'ModelTeacher', 'build_averager', 'EMAState', 'ModelSync'
+    'ModelTeacher', 'build_averager', 'MomentumSchedule', 'ema_step',
+    'EMAState', 'ModelSync'
 ]

@@ -11,23 +11,11 @@ traffic the average needs:
   when a state dict is written), so no step reads a device tensor;
 * buffers that are not averaged are not copied every step.
 
-Momentum convention (mmengine's): ``momentum`` is the weight of the *new*
-weights,
-
-.. math::
-
-    \\theta^{ema}_{t} = (1 - m_t)\\,\\theta^{ema}_{t-1} + m_t\\,\\theta_t ,
-
-so the decay ``alpha`` of the SEMA paper and of timm is ``1 - momentum``
-(``alpha = 0.999`` is ``momentum = 1e-3``). With ``warmup_iters = W > 0`` the
-momentum starts near 1 and decays to ``momentum``:
-``m_k = momentum + (1 - momentum) * exp(-k / W)`` for the ``k``-th update
-(``k`` starts at 1). With ``interval = n > 1`` the average is updated every
-``n``-th call with the momentum compensated, ``1 - (1 - m_k) ** n``, so the
-time constant in optimizer steps does not change.
+The momentum (mmengine's convention: the weight of the *new* weights), its
+warm-up and the compensated update interval are those of
+:mod:`sema_mm.ema.momentum`, whose update rule this class runs.
 """
 import weakref
-from math import exp
 from typing import List, Optional, Sequence
 
 import torch
@@ -36,6 +24,7 @@ from mmengine.registry import MODELS
 from torch import nn
 from torch.nn.modules.batchnorm import _NormBase
 
+from .momentum import MomentumSchedule, ema_step
 from .tensor_pairs import TensorPairs, name_matches
 
 
@@ -99,6 +88,10 @@ class FusedEMA(PythonStepCounter, ExponentialMovingAverage):
             Defaults to 0.
         exclude (Sequence[str]): Names of parameters, buffers or modules kept
             out of the average. Defaults to ().
+
+    Attributes:
+        schedule (MomentumSchedule): ``momentum``, ``interval`` and
+            ``warmup_iters`` as one value.
     """
 
     def __init__(self,
@@ -113,6 +106,8 @@ class FusedEMA(PythonStepCounter, ExponentialMovingAverage):
         if warmup_iters < 0:
             raise ValueError(f'warmup_iters must be >= 0, got {warmup_iters}')
         self.warmup_iters = warmup_iters
+        self.schedule = MomentumSchedule(self.momentum, self.interval,
+                                         warmup_iters)
         self.exclude = tuple(exclude)
         self.averaged_names = select_averaged_names(self.module,
                                                     update_buffers,
@@ -124,10 +119,7 @@ class FusedEMA(PythonStepCounter, ExponentialMovingAverage):
 
     def momentum_at(self, k: int) -> float:
         """Momentum of the ``k``-th update (``k >= 1``) before compensation."""
-        if self.warmup_iters <= 0:
-            return self.momentum
-        decay = exp(-k / self.warmup_iters)
-        return self.momentum + (1 - self.momentum) * decay
+        return self.schedule.momentum_at(k)
 
     def pairs_for(self, model: nn.Module) -> TensorPairs:
         """The (average, model) tensor pairs, built once per source model."""
@@ -143,13 +135,6 @@ class FusedEMA(PythonStepCounter, ExponentialMovingAverage):
 
     def update_parameters(self, model: nn.Module) -> None:
         """Fold ``model``'s current weights into the average."""
-        pairs = self.pairs_for(model)
-        if self.num_steps == 0:
-            pairs.copy_to_averaged()
-        elif self.num_steps % self.interval == 0:
-            m = self.momentum_at(self.num_steps)
-            if self.interval > 1:
-                m = 1 - (1 - m)**self.interval
-            pairs.lerp_(m)
-        self.num_steps += 1
+        self.num_steps = ema_step(self.pairs_for(model), self.num_steps,
+                                  self.schedule)
 

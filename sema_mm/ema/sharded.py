@@ -5,8 +5,10 @@ state); a deep copy of the model, which is what an ordinary EMA is, would
 copy FSDP's machinery rather than the weights (and fails with
 ``use_orig_params=False``). :class:`ShardedEMA` instead allocates, on every
 rank, one EMA tensor per local shard (same shape, device and dtype), pairs it
-with the live shard (:mod:`sema_mm.sharding.fsdp1`), and runs the same fused
-kernels as :class:`~sema_mm.ema.FusedEMA` over those pairs:
+with the live shard (found by the model's adapter,
+:mod:`sema_mm.sharding.adapter`), and runs the same update rule
+(:func:`~sema_mm.ema.momentum.ema_step`) and fused kernels as
+:class:`~sema_mm.ema.FusedEMA` over those pairs:
 
 * update (``_foreach_lerp_``), seed and switch (``_foreach_copy_``),
   validation swap: purely local, no communication;
@@ -19,11 +21,14 @@ kernels as :class:`~sema_mm.ema.FusedEMA` over those pairs:
 Because each rank's EMA is one piece of the whole, decisions must be taken
 together: an update is skipped on every rank when the non-finite check fails
 on any (:meth:`ShardedEMA.agree`), an EMA with a non-finite value on any rank
-is switched in on none, and the switch distance is computed over the whole
-model (:class:`ShardedPairs`).
+is switched in on none, the switch distance is computed over the whole
+model (:class:`LocalPairs`), and the cross-rank check compares the layout,
+not the values (:meth:`ShardedEMA.check_ranks`).
 
 Checkpoints follow the strategy's state-dict form (mmengine
-``FSDPStrategy(state_dict_cfg=...)``, sema_mm's ``FSDP2Strategy``):
+``FSDPStrategy(state_dict_cfg=...)``, sema_mm's ``FSDP2Strategy``; the
+adapter's :meth:`~sema_mm.sharding.adapter.ShardAdapter.checkpoint_form`),
+in the formats of :mod:`sema_mm.ema.checkpoints`:
 
 * ``'full'``: as for an ordinary EMA (:class:`~sema_mm.ema.OwnEMA`): the
   checkpoint's ``state_dict`` holds the whole EMA, ready to deploy or to
@@ -34,14 +39,15 @@ Checkpoints follow the strategy's state-dict form (mmengine
   strategy and wrapping policy is handled. The
   normalisation statistics, which differ between ranks between switches
   and of which FSDP's full state dict keeps rank 0's, are saved for every
-  rank (:data:`RANK_NORM_STATS`), so that resuming is exact.
+  rank (:data:`~sema_mm.ema.checkpoints.RANK_NORM_STATS`), so that resuming
+  is exact.
 * ``'local'`` (per-rank files): ``state_dict`` is FSDP's local (flat) state
   of the model's weights, and ``ema_state_dict`` holds this rank's EMA
   shards by parameter name (``shards``), ``steps`` and the world size.
   Resuming needs the same number of ranks and the same wrapping.
 """
 import logging
-from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Dict, Iterator, List, Sequence, Tuple
 
 import torch
 from mmengine.dist import all_gather, all_reduce, get_rank, get_world_size
@@ -49,10 +55,19 @@ from mmengine.logging import print_log
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _NormBase
 
-from ..sharding.fsdp1 import ShardedModel
 from ..errors import require
+from ..sharding import ShardAdapter
+from ..switching.rank_check import check_shards_agree
 from .averagers import Averager
-from .fused_ema import FusedEMA, PythonStepCounter
+from .checkpoints import (
+    RANK_NORM_STATS,
+    full_ema_state,
+    local_ema_state,
+    split_full,
+    warn_no_ema_state,
+)
+from .fused_ema import PythonStepCounter
+from .momentum import MomentumSchedule, ema_step
 from .tensor_pairs import TensorPairs, name_matches, relative_norm
 
 
@@ -92,53 +107,58 @@ def tensor_tree(tensors: Dict[str, Tensor],
     return root
 
 
-class ShardedPairs(TensorPairs):
-    """:class:`TensorPairs` over local shards: the relative switch distance
-    is that of the whole model (sums of squares reduced over ranks).
+class LocalPairs(TensorPairs):
+    """:class:`TensorPairs` over this rank's local tensors of a sharded
+    model: every operation first lets the adapter prepare the model
+    (:meth:`~sema_mm.sharding.adapter.ShardAdapter.prepare`), a write into
+    the model is published (:meth:`~sema_mm.sharding.adapter.ShardAdapter.
+    publish`), and the relative switch distance is that of the whole model
+    (sums of squares reduced over ranks).
 
-    Attributes:
-        sharded (bool): True; the cross-rank check compares the layout, not
-            the values (see :mod:`sema_mm.switching.rank_check`).
-        global_numels (Dict[str, int]): Elements of each whole tensor.
-        num_updates (Callable[[], int]): The EMA's update counter.
+    Args:
+        averaged (nn.Module): The EMA's local tensors (buffers).
+        source (nn.Module): The model's local tensors (buffers).
+        names (Sequence[str]): The averaged tensors' names.
+        shards (ShardAdapter): The model's adapter.
     """
-    sharded = True
-    global_numels: Dict[str, int]
-    num_updates: Callable[[], int]
-    #: Called before every operation: puts the model's units back into
-    #: their sharded state (see :meth:`ShardedModel.reshard`).
-    reshard: Callable[[], None] = staticmethod(lambda: None)
+
+    def __init__(self, averaged: nn.Module, source: nn.Module,
+                 names: Sequence[str], shards: ShardAdapter) -> None:
+        super().__init__(averaged, source, names)
+        self.shards = shards
 
     def lerp_(self, weight: float) -> None:
-        self.reshard()
+        self.shards.prepare()
         super().lerp_(weight)
 
     def copy_to_averaged(self) -> None:
-        self.reshard()
+        self.shards.prepare()
         super().copy_to_averaged()
 
     def copy_to_source(self) -> None:
-        self.reshard()
+        self.shards.prepare()
         super().copy_to_source()
+        self.shards.publish()
 
     def swap(self) -> None:
-        self.reshard()
+        self.shards.prepare()
         super().swap()
+        self.shards.publish()
 
     def relative_distance(self) -> float:
         """``||src - avg|| / ||src||`` over the whole model (global
         2-norms; one all-reduce of two float64 numbers)."""
-        self.reshard()
+        self.shards.prepare()
         sums = self.distance_sums()
         all_reduce(sums, op='sum')
         return relative_norm(sums)
 
 
 def norm_statistics(
-        sharded: ShardedModel) -> Iterator[Tuple[str, str, _NormBase, str]]:
+        shards: ShardAdapter) -> Iterator[Tuple[str, str, _NormBase, str]]:
     """``(layer path, statistic name, layer, attribute)`` for the running
-    mean and variance of every normalisation layer of ``sharded``."""
-    for path, layer in sharded.norm_layers.items():
+    mean and variance of every normalisation layer of the model."""
+    for path, layer in shards.norm_layers.items():
         for stat in ('running_mean', 'running_var'):
             yield path, f'{path}.{stat}' if path else stat, layer, stat
 
@@ -161,39 +181,22 @@ def gather_per_rank(tensors: Dict[str, Tensor]) -> List[Dict[str, Tensor]]:
     return per_rank
 
 
-class ShardedEMAModel(PythonStepCounter, nn.Module):
-    """The averaged model of :class:`ShardedEMA`: this rank's EMA shards.
+class EMAShards(PythonStepCounter, nn.Module):
+    """The averaged model of :class:`ShardedEMA`: this rank's EMA shards
+    and the update count.
 
     Args:
         module (nn.Module): The EMA tensors, as buffers under the
             parameters' names (see :func:`tensor_tree`).
-        momentum (float): Weight of the new weights (mmengine convention).
-        interval (int): Update every this many steps, momentum
-            compensated as in :class:`~sema_mm.ema.FusedEMA`.
-        warmup_iters (int): Momentum warm-up time constant (see
-            :class:`~sema_mm.ema.FusedEMA`); 0 disables it.
+        schedule (MomentumSchedule): The momentum of every update.
     """
 
-    def __init__(self, module: nn.Module, momentum: float, interval: int,
-                 warmup_iters: int) -> None:
+    def __init__(self, module: nn.Module, schedule: MomentumSchedule) -> None:
         super().__init__()
-        require(warmup_iters >= 0,
-                f'warmup_iters must be >= 0, got {warmup_iters}.')
         self.module = module
-        self.momentum = momentum
-        self.interval = interval
-        self.warmup_iters = warmup_iters
+        self.schedule = schedule
         self.num_steps = 0
         self.register_buffer('steps', torch.tensor(0, dtype=torch.long))
-
-    momentum_at = FusedEMA.momentum_at
-
-
-#: Top-level key of a full checkpoint of a sharded run: one dict per rank
-#: (in rank order) of that rank's normalisation statistics, ``model.<name>``
-#: and, with ``buffers='average'``, ``ema.<name>``. Resuming with the same
-#: number of ranks gives every rank its own back.
-RANK_NORM_STATS = 'rank_norm_stats'
 
 
 class ShardedEMA(Averager):
@@ -201,42 +204,32 @@ class ShardedEMA(Averager):
     docstring).
 
     Args:
-        sharded (ShardedModel): The model's local shards.
-        ema_cfg (dict): ``momentum``, ``interval`` (1), ``warmup_iters`` (0)
-            as for :class:`~sema_mm.ema.FusedEMA`; ``device`` is refused.
+        shards (ShardAdapter): The model's local shards.
+        model (nn.Module): The training model, unwrapped.
+        schedule (MomentumSchedule): The momentum of every update.
         averages_norm_stats (bool): Also average normalisation statistics
             (``buffers='average'``).
         exclude (Sequence[str]): Names (parameters, buffers, modules) kept
             out of averaging and switching.
     """
 
-    def __init__(self, sharded: ShardedModel, ema_cfg: dict,
-                 averages_norm_stats: bool,
+    def __init__(self, shards: ShardAdapter, model: nn.Module,
+                 schedule: MomentumSchedule, averages_norm_stats: bool,
                  exclude: Sequence[str] = ()) -> None:
-        cfg = dict(ema_cfg)
-        require(
-            cfg.pop('device', None) is None,
-            'device is not supported for a sharded (FSDP) model: the EMA is '
-            'kept beside each rank\'s shard, 1 / (number of ranks) of the '
-            'model, on its device. Remove `device` from SwitchEMAHook.')
-        momentum = cfg.pop('momentum')
-        interval = cfg.pop('interval', 1)
-        warmup_iters = cfg.pop('warmup_iters', 0)
-        require(
-            not cfg,
-            f'unsupported options for a sharded (FSDP) model: {sorted(cfg)}.')
-        self.sharded = sharded
+        self.shards = shards
+        self.model = model
+        self.schedule = schedule
         exclude = tuple(exclude)
         src = {
             n: t
-            for n, t in sharded.params.items()
+            for n, t in shards.params.items()
             if t.is_floating_point() and not name_matches(n, exclude)
         }
         norm_paths = []
         # (name, layer, statistic, the buffer paired now)
         self._norm_stats = []
         if averages_norm_stats:
-            for path, name, layer, stat in norm_statistics(sharded):
+            for path, name, layer, stat in norm_statistics(shards):
                 if name_matches(path, exclude):
                     continue
                 if path not in norm_paths:
@@ -245,38 +238,36 @@ class ShardedEMA(Averager):
                 self._norm_stats.append((name, layer, stat, buffer))
                 src[name] = buffer.detach()
         names = list(src)
-        self._dtensor_params = [
-            sharded.dtensors[n] for n in names if n in sharded.dtensors
-        ]
+        self._extra_watched = shards.watched_for(names)
         ema = {n: t.detach().clone() for n, t in src.items()}
-        self.ema_model = ShardedEMAModel(
-            tensor_tree(ema, norm_paths), momentum, interval, warmup_iters)
+        self.ema_model = EMAShards(tensor_tree(ema, norm_paths), schedule)
         self._sources = src
-        self.pairs = ShardedPairs(self.ema_model.module,
-                                  tensor_tree(dict(src)), names)
-        self.pairs.global_numels = {
-            n: sharded.global_numels.get(n, src[n].numel())
+        self.pairs = self._make_pairs()
+        self.global_numels = {
+            n: shards.global_numels.get(n, src[n].numel())
             for n in names
         }
-        self.pairs.num_updates = lambda: self.ema_model.num_steps
-        self.pairs.reshard = sharded.reshard
-        # Module names as the norm-statistics policies see them in
-        # ``forward_model`` (with FSDP1's wrapper parts).
+        # Module names as the norm-statistics policies see them in the
+        # forward module (with FSDP1's wrapper parts).
         raw = [
-            r for name, raws in sharded.module_names.items()
+            r for name, raws in shards.module_names.items()
             if name and name_matches(name, exclude) for r in raws
         ]
         self.excluded = exclude + tuple(r for r in raw if r not in exclude)
-        self.forward_model = (sharded.root
-                              if sharded.kind == 'fsdp1' else None)
+
+    def _make_pairs(self) -> LocalPairs:
+        return LocalPairs(self.ema_model.module,
+                          tensor_tree(dict(self._sources)),
+                          list(self._sources), self.shards)
 
     def _follow_buffers(self) -> None:
         """Pair the model's current normalisation buffers: FSDP1 replaces
         the buffer tensors (casting them to their device and dtype) at its
         lazy initialisation, in the first forward, after the pairs were
         built, and a cast of a buffer's ``.data`` keeps the tensor but not
-        its storage. The pairs object is refilled in place (the hook's state
-        tracker holds it). A few identity checks when nothing changed."""
+        its storage. The pairs are then built again (the hook reads
+        ``pairs`` from the averager at every use). A few identity checks
+        when nothing changed."""
         changed = False
         for i, (name, layer, stat, buffer) in enumerate(self._norm_stats):
             current = getattr(layer, stat)
@@ -286,16 +277,19 @@ class ShardedEMA(Averager):
                 self._sources[name] = current.detach()
                 changed = True
         if changed:
-            TensorPairs.__init__(self.pairs, self.ema_model.module,
-                                 tensor_tree(dict(self._sources)),
-                                 list(self._sources))
+            self.pairs = self._make_pairs()
 
     def watched_tensors(self) -> List[Tensor]:
-        """The local shards and, for DTensor parameters, the parameters
-        themselves: an in-place operation on a DTensor (an optimizer step)
-        bumps the version counter of the DTensor, not of its local
-        tensor."""
-        return self.pairs.source_tensors() + self._dtensor_params
+        """The local shards and what the adapter adds (for DTensor
+        parameters the parameters themselves: an in-place operation on a
+        DTensor, an optimizer step, bumps the version counter of the
+        DTensor, not of its local tensor)."""
+        return self.pairs.source_tensors() + self._extra_watched
+
+    def forward_model(self) -> nn.Module:
+        """The adapter's forward module (FSDP1's root wrapper), else the
+        unwrapped model."""
+        return self.shards.forward_module or self.model
 
     # ------------------------------------------------------------ averaging
     def seed(self) -> None:
@@ -305,19 +299,9 @@ class ShardedEMA(Averager):
 
     def update(self) -> None:
         self._follow_buffers()
-        ema = self.ema_model
-        if ema.num_steps == 0:
-            self.pairs.copy_to_averaged()
-        elif ema.num_steps % ema.interval == 0:
-            m = ema.momentum_at(ema.num_steps)
-            if ema.interval > 1:
-                m = 1 - (1 - m)**ema.interval
-            self.pairs.lerp_(m)
-        ema.num_steps += 1
-
-    def warmup_momentum_at(self) -> Optional[Callable[[int], float]]:
-        return (self.ema_model.momentum_at
-                if self.ema_model.warmup_iters else None)
+        self.ema_model.num_steps = ema_step(self.pairs,
+                                            self.ema_model.num_steps,
+                                            self.schedule)
 
     def agree(self, ok: bool) -> bool:
         """``ok`` on every rank (one all-reduce): each rank holds a
@@ -328,6 +312,13 @@ class ShardedEMA(Averager):
         flag = torch.tensor([int(ok)], dtype=torch.int32)
         all_reduce(flag, op='min')
         return bool(flag.item())
+
+    def check_ranks(self, where: str) -> None:
+        """The ranks average the same tensors, have made the same number of
+        updates, and their shards cover every tensor (see
+        :func:`~sema_mm.switching.rank_check.check_shards_agree`)."""
+        check_shards_agree(self.pairs, self.ema_model.num_steps,
+                           self.global_numels, self.shards.covers, where)
 
     # ---------------------------------------------------------- gathering
     @torch.no_grad()
@@ -340,7 +331,7 @@ class ShardedEMA(Averager):
         try:  # cloned before swapping back: buffers are not copies
             return {
                 k: v.detach().clone()
-                for k, v in self.sharded.full_state_dict().items()
+                for k, v in self.shards.gather_full().items()
             }
         finally:
             self.pairs.swap()
@@ -352,7 +343,7 @@ class ShardedEMA(Averager):
         ``buffers='average'``)."""
         stats = {
             'model.' + name: getattr(layer, stat)
-            for _, name, layer, stat in norm_statistics(self.sharded)
+            for _, name, layer, stat in norm_statistics(self.shards)
         }
         ema = dict(self.ema_model.module.named_buffers())
         for name, *_ in self._norm_stats:
@@ -361,9 +352,9 @@ class ShardedEMA(Averager):
 
     def _own_norm_stats(self, checkpoint: dict) -> Dict[str, Tensor]:
         """This rank's statistics from a full checkpoint (see
-        :data:`RANK_NORM_STATS`), those this run has; none, with a warning,
-        when the checkpoint has another number of ranks (every rank then
-        starts from rank 0's)."""
+        :data:`~sema_mm.ema.checkpoints.RANK_NORM_STATS`), those this run
+        has; none, with a warning, when the checkpoint has another number
+        of ranks (every rank then starts from rank 0's)."""
         per_rank = checkpoint.get(RANK_NORM_STATS)
         if per_rank is None:
             return {}
@@ -382,21 +373,17 @@ class ShardedEMA(Averager):
 
     def save(self, checkpoint: dict, ema_is_model: bool) -> None:
         self._follow_buffers()
-        form, _ = self.sharded.state_dict_form()
+        form, _ = self.shards.checkpoint_form()
         steps = torch.tensor(self.ema_model.num_steps)
         if form == 'local':
             tensors = (self.pairs.source_tensors()
                        if ema_is_model else self.pairs.averaged_tensors())
-            checkpoint['ema_state_dict'] = dict(
-                steps=steps,
-                world_size=get_world_size(),
-                rank=get_rank(),
-                shards={
-                    n: t.detach().clone()
-                    for n, t in zip(self.pairs.grouped_names, tensors)
-                })
+            checkpoint['ema_state_dict'] = local_ema_state(
+                dict(zip(self.pairs.grouped_names, tensors)), steps,
+                get_rank(), get_world_size())
             return
-        # Full: the EMA in `state_dict` (as OwnEMA), gathered by FSDP.
+        # Full: the EMA in `state_dict` (as OwnEMA), gathered by the
+        # strategy's full state dict.
         model_state = checkpoint['state_dict']
         if ema_is_model:
             ema_full = model_state
@@ -405,7 +392,7 @@ class ShardedEMA(Averager):
             try:  # cloned before swapping back: buffers are not copies
                 ema_full = {
                     k: v.detach().clone()
-                    for k, v in self.sharded.checkpoint_state_dict().items()
+                    for k, v in self.shards.checkpoint_state_dict().items()
                 }
             finally:
                 self.pairs.swap()
@@ -415,21 +402,14 @@ class ShardedEMA(Averager):
         if not model_state:
             return  # rank0_only: this rank saves nothing
         checkpoint[RANK_NORM_STATS] = per_rank
-        ema_state = {'module.' + k: v for k, v in model_state.items()}
-        ema_state['steps'] = steps
-        for name in self.pairs.names:
-            ema_state['module.' + name] = model_state[name]
-            model_state[name] = ema_full[name]
-        checkpoint['ema_state_dict'] = ema_state
+        checkpoint['ema_state_dict'] = full_ema_state(
+            model_state, ema_full, self.pairs.names, steps)
 
     def load(self, checkpoint: dict) -> bool:
         self._follow_buffers()
         ema_state = checkpoint.get('ema_state_dict')
         if ema_state is None:
-            print_log(
-                'SwitchEMAHook: the resumed checkpoint has no '
-                '`ema_state_dict`; the EMA starts again from the resumed '
-                'weights.', logger='current', level=logging.WARNING)
+            warn_no_ema_state()
             return False
         if 'shards' in ema_state:
             self._load_local(ema_state)
@@ -439,7 +419,7 @@ class ShardedEMA(Averager):
         return True
 
     def _load_local(self, ema_state: dict) -> None:
-        form, _ = self.sharded.state_dict_form()
+        form, _ = self.shards.checkpoint_form()
         shards = ema_state['shards']
         world = ema_state.get('world_size')
         names = self.pairs.grouped_names
@@ -463,7 +443,7 @@ class ShardedEMA(Averager):
                 tensor.copy_(shards[name])
 
     def _load_full(self, checkpoint: dict) -> None:
-        form, _ = self.sharded.state_dict_form()
+        form, _ = self.shards.checkpoint_form()
         model_state = checkpoint['state_dict']
         ema_state = checkpoint['ema_state_dict']
         missing = [
@@ -477,15 +457,12 @@ class ShardedEMA(Averager):
             f'{"; it lacks " + str(missing[:5]) if missing else ""}. Resume '
             "a full checkpoint with FSDPStrategy(state_dict_cfg='full') "
             'and the same model.')
-        ema_full = dict(model_state)
-        for name in self.pairs.names:
-            ema_full[name] = model_state[name]
-            model_state[name] = ema_state['module.' + name]
+        ema_full = split_full(model_state, ema_state, self.pairs.names)
         for key, value in self._own_norm_stats(checkpoint).items():
             part, _, name = key.partition('.')
             (model_state if part == 'model' else ema_full)[name] = value
-        # Let FSDP shard the whole EMA: load it into the model, copy the
-        # model's shards into the EMA; the strategy then loads the model's
-        # own weights (checkpoint['state_dict']) over it.
-        self.sharded.load_full_state_dict(ema_full)
+        # Let the strategy shard the whole EMA: load it into the model, copy
+        # the model's shards into the EMA; the strategy then loads the
+        # model's own weights (checkpoint['state_dict']) over it.
+        self.shards.scatter_full(ema_full)
         self.pairs.copy_to_averaged()

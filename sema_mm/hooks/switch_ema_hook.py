@@ -25,14 +25,13 @@ from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS
 from mmengine.runner import IterBasedTrainLoop
 
-from ..ema.averagers import build_averager
+from ..ema.factory import build_averager
 from ..ema.nonfinite import NonfiniteGuard
 from ..ema.sync_state import ModelSync
 from ..ema.tensor_pairs import all_finite
 from ..errors import require
 from ..switching.norm_stats import NORM_STATS_POLICIES, SwitchContext
 from ..switching.pullback import log_pullback
-from ..switching.rank_check import check_ranks_agree
 from ..switching.scalars import record_switch
 from ..switching.schedule import SwitchSchedule
 
@@ -167,8 +166,9 @@ class SwitchEMAHook(EMAHook):
             f'set (got begin_iter={begin_iter}, begin_epoch={begin_epoch}).')
         require('update_buffers' not in kwargs,
                 "use buffers='average' instead of update_buffers=True.")
-        self.ema_cfg = dict(type=ema_type, momentum=momentum, **kwargs)
+        self.ema_type = ema_type
         self.momentum = momentum
+        self.ema_options = kwargs
         self.begin_iter = begin_iter
         self.begin_epoch = begin_epoch
         self.buffers = buffers
@@ -182,6 +182,14 @@ class SwitchEMAHook(EMAHook):
         self.num_switches = 0
         self._resumed_at: Optional[int] = None
         self._built_for: Optional[torch.nn.Module] = None
+
+    @property
+    def ema_cfg(self) -> dict:
+        """The averaged model's config as mmengine's ``EMAHook`` holds it
+        (``type``, ``momentum`` and the further options), for code that
+        reads any EMA hook alike."""
+        return dict(type=self.ema_type, momentum=self.momentum,
+                    **self.ema_options)
 
     # ------------------------------------------------------------------ build
     def before_run(self, runner) -> None:
@@ -207,7 +215,8 @@ class SwitchEMAHook(EMAHook):
         self._built_for = model
         self.src_model = model.module if is_model_wrapper(model) else model
         self.averager = build_averager(
-            self.src_model, self.ema_cfg, teacher=self.teacher,
+            self.src_model, self.ema_type, self.momentum, self.ema_options,
+            teacher=self.teacher,
             averages_norm_stats=self.norm_stats.averaged,
             exclude=self.exclude, auto_exclude=self.auto_exclude,
             wrapped=model)
@@ -254,17 +263,15 @@ class SwitchEMAHook(EMAHook):
             self.begin_iter < runner.max_iters,
             f'begin_iter={self.begin_iter} is not before the end of training '
             f'(max_iters={runner.max_iters}): averaging would never start.')
-        if self.averager.updated_by_model:
-            return  # the model updates its teacher itself
-        if self._resumed_at is not None and runner.iter > self.begin_iter:
-            self.sync.updated()
-        else:
-            self.sync.restart()
+        self.averager.start_training(
+            self.sync, resumed=self._resumed_at is not None
+            and runner.iter > self.begin_iter)
         steps = self.schedule.iters_per_switch / getattr(
             runner.optim_wrapper, '_accumulative_counts', 1)
-        log_pullback(self.averager.updates_per_switch(steps), self.momentum,
-                     self.pullback_threshold,
-                     self.averager.warmup_momentum_at())
+        updates = self.averager.updates_per_switch(steps)
+        if updates is not None:  # None: the EMA has a schedule of its own
+            log_pullback(updates, self.momentum, self.pullback_threshold,
+                         self.averager.warmup_momentum_at())
 
     def before_train_iter(self, runner, batch_idx: int,
                           data_batch=None) -> None:
@@ -281,12 +288,10 @@ class SwitchEMAHook(EMAHook):
         """Update the EMA after an optimizer step; switch if one is due."""
         if not self.sync.started:
             return
-        if self.averager.updated_by_model:
-            self.sync.updated()
-        elif getattr(runner.optim_wrapper, 'should_update', lambda: True)(
-        ) and self.averager.agree(
-                self.nonfinite.allows_update(runner, self.averager.pairs)):
-            self.averager.update()
+        if self.averager.after_step(
+                getattr(runner.optim_wrapper, 'should_update', lambda: True),
+                lambda: self.nonfinite.allows_update(runner,
+                                                     self.averager.pairs)):
             self.sync.updated()
         if self.schedule.due_after_iter(runner.epoch, batch_idx, runner.iter):
             per_epoch = self.schedule.iters_per_epoch
@@ -316,8 +321,7 @@ class SwitchEMAHook(EMAHook):
         self.num_switches += 1
         distance = pairs.relative_distance()
         context = SwitchContext(
-            model=(self.src_model if self.averager.forward_model is None
-                   else self.averager.forward_model),
+            model=self.averager.forward_model(),
             ema_module=self.ema_model.module,
             skip=self.averager.excluded,
             train_loader=runner.train_dataloader,
@@ -325,7 +329,7 @@ class SwitchEMAHook(EMAHook):
         if self.norm_stats.before_switch:
             self.norm_stats.before_switch(context)
         if self.check_ranks:  # after the EMA's statistics were averaged
-            check_ranks_agree(pairs, where)
+            self.averager.check_ranks(where)
         pairs.copy_to_source()
         message = (f'SwitchEMAHook: switch {self.num_switches} at {where} '
                    f'(moved the model by {distance:.3g} of its norm)')

@@ -3,9 +3,6 @@
 * :class:`CopyTeacherHook`: the "Basic" variant of self-teaching methods
   (MoCo v2, BYOL, MoCo v3): the model's momentum teacher copies the online
   encoder at every update instead of averaging it.
-* :mod:`sema_mm.datasets.digits_config`: run any classification, pre-training or
-  evaluation config on the embedded digits (tiny architectures, 32x32
-  pipelines, CPU).
 * :func:`backbone_state_dict`: the (EMA) backbone of a pre-training
   checkpoint, as the evaluation configs load it.
 * :mod:`sema_mm.compat.mmselfsup` (imported by the mmselfsup configs

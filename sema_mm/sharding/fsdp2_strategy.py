@@ -15,8 +15,9 @@ and saves checkpoints as ``FSDPStrategy`` does, in one of two forms:
 
 ``SwitchEMAHook`` keeps the EMA of each rank's shards
 (:mod:`sema_mm.ema.sharded`) and saves it in the same form: the strategy
-tells it which through the model attribute named by
-:data:`sema_mm.sharding.fsdp1.STATE_DICT_FORM`.
+declares the form of the model it wrapped
+(:func:`sema_mm.sharding.fsdp2.declare_checkpoint_form`), which the model's
+adapter (:class:`~sema_mm.sharding.fsdp2.DTensorShards`) reports.
 
 Example::
 
@@ -36,7 +37,8 @@ from mmengine.registry import STRATEGIES
 from mmengine.utils import mkdir_or_exist
 from torch import nn
 
-from .fsdp1 import STATE_DICT_FORM, DTensor, full_state_options
+from .adapter import DTensor
+from .fsdp2 import declare_checkpoint_form, full_state_options
 
 
 @STRATEGIES.register_module()
@@ -93,7 +95,7 @@ class FSDP2Strategy(DDPStrategy):
                         reshard_after_forward=self.reshard_after_forward)
         fully_shard(model, mesh=mesh,
                     reshard_after_forward=self.reshard_after_forward)
-        setattr(model, STATE_DICT_FORM, self.state_dict_cfg)
+        declare_checkpoint_form(model, self.state_dict_cfg)
         return model
 
     # --------------------------------------------------------- state dicts

@@ -6,15 +6,20 @@ code behaves differently per rank. :func:`check_ranks_agree` compares one
 float64 (sum, 2-norm) checksum per averaged tensor with a single
 ``all_gather`` and names the first tensor where two ranks differ.
 
-**Sharded models** (FSDP, :class:`~sema_mm.ema.sharded.ShardedPairs`): each
-rank averages a different shard, so the values differ by construction and
-are not compared. :func:`check_shards_agree` checks what must agree instead:
+**Sharded models** (:class:`~sema_mm.ema.sharded.ShardedEMA`): each rank
+averages a different shard, so the values differ by construction and are
+not compared. :func:`check_shards_agree` checks what must agree instead:
 every rank averages the same tensors, has done the same number of EMA
-updates, and the ranks' shards of each tensor together hold a whole number
-of copies of it (once with ``FULL_SHARD``), i.e. no shard is missing or
-counted twice.
+updates, and the ranks' shards of each tensor together cover it as the
+sharding says (:meth:`~sema_mm.sharding.adapter.ShardAdapter.covers`: a
+whole number of copies for FSDP, once with ``FULL_SHARD``), i.e. no shard
+is missing or counted twice.
+
+Each averager runs the check that fits it
+(:meth:`~sema_mm.ema.averagers.Averager.check_ranks`).
 """
 import zlib
+from typing import Callable, Dict
 
 import torch
 from mmengine.dist import all_gather, get_rank, get_world_size
@@ -33,9 +38,6 @@ def check_ranks_agree(pairs: TensorPairs, where: str) -> None:
     """
     if get_world_size() == 1:
         return
-    if getattr(pairs, 'sharded', False):
-        check_shards_agree(pairs, where)
-        return
     local = torch.stack([
         torch.stack([t.sum(dtype=torch.float64),
                      t.double().norm()]) for t in pairs.averaged_tensors()
@@ -53,19 +55,28 @@ def check_ranks_agree(pairs: TensorPairs, where: str) -> None:
 
 
 @torch.no_grad()
-def check_shards_agree(pairs: TensorPairs, where: str) -> None:
+def check_shards_agree(pairs: TensorPairs, num_updates: int,
+                       global_numels: Dict[str, int],
+                       covers: Callable[[int, int], bool],
+                       where: str) -> None:
     """Raise ``RuntimeError`` if the ranks' EMA shards do not form one EMA
     (see the module docstring); one ``all_gather``.
 
     Args:
-        pairs (ShardedPairs): The sharded EMA's tensor pairs.
+        pairs (TensorPairs): The sharded EMA's pairs of local tensors.
+        num_updates (int): The EMA's update count on this rank.
+        global_numels (Dict[str, int]): Elements of each whole tensor.
+        covers (Callable[[int, int], bool]): Whether the ranks' summed
+            local sizes of a tensor (first argument) cover its whole size.
         where (str): When the check runs, for the message.
     """
+    if get_world_size() == 1:
+        return
     names = sorted(pairs.names)
     sizes = dict(zip(pairs.grouped_names,
                      (t.numel() for t in pairs.averaged_tensors())))
     digest = zlib.crc32('\n'.join(names).encode())
-    local = torch.tensor([digest, pairs.num_updates()] +
+    local = torch.tensor([digest, num_updates] +
                          [sizes[n] for n in names], dtype=torch.float64)
     gathered = [t.cpu() for t in all_gather(local)]
     for rank, other in enumerate(gathered):
@@ -81,8 +92,8 @@ def check_shards_agree(pairs: TensorPairs, where: str) -> None:
                 f'{int(other[1])}: the ranks skipped different updates.')
     totals = torch.stack(gathered)[:, 2:].sum(0)
     for name, total in zip(names, totals.tolist()):
-        whole = pairs.global_numels[name]
-        if whole and (total == 0 or total % whole):
+        whole = global_numels[name]
+        if not covers(int(total), whole):
             raise RuntimeError(
                 f'SwitchEMAHook: at {where}, the ranks\' EMA shards of '
                 f'`{name}` hold {int(total)} elements, not a multiple of its '

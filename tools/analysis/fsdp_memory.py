@@ -22,7 +22,7 @@ from mmengine.config import Config
 from mmengine.registry import MODELS, DefaultScope
 
 import sema_mm  # noqa: F401
-from sema_mm.ema.averagers import build_averager
+from sema_mm.ema.factory import build_averager
 
 MAE = 'configs/selfsup/mae/mae_vit-base-p16_8xb512-amp-coslr-300e_in1k_sema.py'
 
@@ -46,8 +46,9 @@ def optimizer_bytes(params) -> int:
     return size
 
 
-def measure(model, wrapped, ema_cfg) -> dict:
-    averager = build_averager(model, ema_cfg, teacher=None, wrapped=wrapped)
+def measure(model, wrapped) -> dict:
+    averager = build_averager(model, 'FusedEMA', 1e-3, teacher=None,
+                              wrapped=wrapped)
     params = list(wrapped.parameters())
     return dict(model=tensor_bytes(params),
                 optimizer=optimizer_bytes(params),
@@ -62,14 +63,13 @@ def main() -> None:
     cfg = Config.fromfile(args.config)
     DefaultScope.get_instance('fsdp_memory',
                               scope_name=cfg.get('default_scope', 'mmengine'))
-    ema_cfg = dict(type='FusedEMA', momentum=1e-3)
     torch.manual_seed(0)
-    rows = {'DDP': measure(*(2 * [MODELS.build(cfg.model)]), ema_cfg)}
+    rows = {'DDP': measure(*(2 * [MODELS.build(cfg.model)]))}
     from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
     model = MODELS.build(cfg.model)
     wrapped = FSDP(model, device_id=torch.device('cpu'),
                    use_orig_params=True)
-    rows['FSDP'] = measure(wrapped.module, wrapped, ema_cfg)
+    rows['FSDP'] = measure(wrapped.module, wrapped)
     gathered = {}
     for kind, row in rows.items():
         values = torch.tensor([row['model'], row['optimizer'], row['ema']],
