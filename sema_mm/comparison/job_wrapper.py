@@ -23,8 +23,11 @@ It works in the run's folder ``WORK_DIR``:
    wall time and the end time); then it completes ``attempt.json`` with the
    exit status and the end time, and exits with the command's status.
 
-Records are written atomically (:mod:`sema_mm.records`), so a reader sees
-them complete or not at all. :mod:`sema_mm.comparison.jobs` reads them.
+Records are written atomically (a temporary file renamed over the
+target, as :mod:`sema_mm.records` writes), so a reader sees them complete or
+not at all. :mod:`sema_mm.comparison.jobs` reads them. The file imports only
+the standard library, so that a job does not import torch besides the
+training process.
 """
 import argparse
 import errno
@@ -37,6 +40,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 #: Written when training starts: ``digest`` (and config, variant, seed).
@@ -53,27 +57,23 @@ RUN_LOCK = 'run.lock'
 BUSY = 75
 
 
-def _records():
-    """:mod:`sema_mm.records` (atomic JSON records). Run by path, this file
-    has no package: ``records.py`` (standard library only) is then loaded
-    from its file, without importing the package (and torch)."""
+def read_json(path: str) -> Optional[Any]:
+    """The JSON record in ``path``, or None if it is missing or unreadable
+    (as :func:`sema_mm.records.read_json`; this file, run by path, imports
+    only the standard library)."""
     try:
-        from .. import records
-        return records
-    except ImportError:
-        import importlib.util
-        path = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))),
-                        'records.py')
-        spec = importlib.util.spec_from_file_location('sema_mm_records',
-                                                      path)
-        records = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(records)
-        return records
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
 
 
-_RECORDS = _records()
-read_json = _RECORDS.read_json
-write_json = _RECORDS.write_json
+def write_json(path: str, data: Any) -> None:
+    """Write the JSON record ``data`` to ``path`` atomically: a temporary
+    file in the same folder, renamed over ``path``."""
+    tmp = f'{path}.tmp'
+    with open(tmp, 'w') as f:
+        json.dump(data, f, indent=1)
+    os.replace(tmp, path)
 
 
 def describe_holder(holder: Optional[dict]) -> str:

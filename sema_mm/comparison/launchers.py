@@ -46,8 +46,7 @@ from .job_wrapper import write_finished as write_finished_record
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 TOOLS = osp.join(REPO, 'tools')
-#: The job wrapper, run by path (it imports no more than the standard
-#: library and ``sema_mm/records.py``).
+#: The job wrapper, run by path (it imports only the standard library).
 JOB_SCRIPT = osp.join(REPO, 'sema_mm', 'comparison', 'job_wrapper.py')
 #: The record of a run's job, written by the comparison.
 JOB = 'job.json'

@@ -12,7 +12,7 @@ from typing import Optional
 import torch
 from torch import nn
 
-from sema_mm.ema import FusedEMA
+from ..ema import FusedEMA
 
 
 def make_data(name: str, seed: int, n: int = 1000, labelled: int = 50,
