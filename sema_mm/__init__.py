@@ -2,18 +2,22 @@
 
 Importing sema_mm registers :class:`~sema_mm.hooks.SwitchEMAHook` in
 mmengine's root ``HOOKS`` registry and :class:`~sema_mm.ema.FusedEMA` in
-its root ``MODELS`` registry (and :class:`~sema_mm.FSDP2Strategy`
+its root ``MODELS`` registry (and :class:`~sema_mm.sharding.FSDP2Strategy`
 in ``STRATEGIES``), so ``custom_imports=dict(imports=['sema_mm'])``
 makes ``dict(type='SwitchEMAHook')`` work under the mmdet, mmpretrain,
 mmselfsup and mmcls scopes. It also makes mmengine load checkpoints without
-ever running code from them and write them atomically
-(:func:`sema_mm.compat.apply`).
+ever running code from them and, where the mmengine version needs it,
+write them atomically and resume FSDP (:func:`sema_mm.compat.apply`; every
+change is listed in ``docs/mmengine_changes.md``).
 
-Packages: ``hooks`` (the hook's lifecycle), ``ema`` (the EMA and its
-strategies), ``switching`` (schedule, pull-back, normalisation statistics),
-``compat`` (torch capabilities, changes to mmengine), ``strategies``
-(FSDP2 for ``FlexibleRunner``), ``cli`` (the tools' helpers),
-``analysis``, ``datasets``, ``selfsup``.
+Packages of the product: ``hooks`` (the hook's lifecycle), ``ema`` (the EMA
+and its strategies), ``switching`` (schedule, pull-back, normalisation
+statistics), ``sharding`` (the adapters of sharded models, FSDP2 for
+``FlexibleRunner``), ``compat`` (torch capabilities, changes to mmengine),
+``cli`` (the tools' helpers), ``datasets``, ``selfsup``. Apart from them,
+never imported by them: ``comparison`` (comparing weight-averaging methods)
+and ``studies`` (the toy task, decision boundaries, loss landscapes, the
+baselines' optimizer and schedule).
 """
 from . import compat
 from .ema import FusedEMA
