@@ -1,9 +1,8 @@
 """What sema_mm's ``tools/`` share: the codebase of a config and how its
 command line is merged (:mod:`.codebase`), the launcher arguments
 (:mod:`.args`), building the Runner for a launcher, on GPUs or CPU only
-(:mod:`.launch`), the checkpoint ``--resume auto`` picks (:mod:`.resume`),
-and the wrapper that runs one run of a comparison as a locked job
-(:mod:`.job`)."""
+(:mod:`.launch`) and the checkpoint ``--resume auto`` picks
+(:mod:`.resume`)."""
 from .codebase import (
     CODEBASES,
     Codebase,
