@@ -7,12 +7,14 @@ arbitrary iteration and restarted with ``--resume`` ends bit-identical to an
 uninterrupted one (1 and 2 processes, epoch- and iteration-based loops); a
 checkpoint write killed half-way never leaves a truncated checkpoint.
 """
+import io
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+import torch
 from mmengine.config import Config
 
 from sema_mm.cli.resume import resolve_auto_resume
@@ -195,8 +197,11 @@ def test_killed_checkpoint_write_leaves_no_truncated_file(tmp_path):
 
 
 def test_atomic_put_and_auto_resume_fallback(tmp_path):
-    AtomicLocalBackend().put(b'abc', tmp_path / 'epoch_1.pth')
-    AtomicLocalBackend().put(b'abcd', tmp_path / 'epoch_2.pth')
+    for epoch in (1, 2):  # small but real checkpoints (--resume checks)
+        data = io.BytesIO()
+        torch.save(dict(meta=dict(epoch=epoch)), data)
+        AtomicLocalBackend().put(data.getvalue(),
+                                 tmp_path / f'epoch_{epoch}.pth')
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         'epoch_1.pth', 'epoch_2.pth']  # no temporary files left
     (tmp_path / 'last_checkpoint').write_text(str(tmp_path / 'epoch_3.pth'))

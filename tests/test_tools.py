@@ -185,6 +185,33 @@ def test_resume_auto_continues_bit_exactly(trained, tmp_path):
     assert_same_tensors(new['ema_state_dict'], old['ema_state_dict'])
 
 
+def test_resume_skips_a_cut_checkpoint(trained, tmp_path):
+    """``last_checkpoint`` names a checkpoint cut in half (as a partial copy
+    leaves it): ``--resume`` says which file it skips and why, resumes from
+    the newest readable one (epoch 1) and ends bit-identical to the
+    uninterrupted run."""
+    work_dir = tmp_path / 'work_dir'
+    shutil.copytree(trained, work_dir)
+    cut = work_dir / 'epoch_2.pth'
+    data = cut.read_bytes()
+    cut.write_bytes(data[:len(data) // 2])
+    (work_dir / 'last_checkpoint').write_text(str(cut))
+    config = write_config(tmp_path)
+    out = run([
+        sys.executable,
+        str(TOOLS / 'train.py'),
+        str(config), '--work-dir',
+        str(work_dir), '--resume', '--cfg-options', 'log_level=INFO'
+    ], cwd=tmp_path).stdout
+    assert f'--resume: skipping the checkpoint {cut}: it is cut short' in out
+    assert f'resuming from {work_dir / "epoch_1.pth"}, the newest readable' \
+        in out
+    assert 'resumed epoch: 1, iter: 8' in out
+    new, old = load_ckpt(cut), load_ckpt(trained / 'epoch_2.pth')
+    assert_same_tensors(new['state_dict'], old['state_dict'])
+    assert_same_tensors(new['ema_state_dict'], old['ema_state_dict'])
+
+
 def test_test_py_evaluates_checkpoint(trained, tmp_path):
     """tools/test.py on the last checkpoint reproduces the validation of the
     last epoch, and ``--out`` dumps the predictions."""
