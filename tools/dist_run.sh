@@ -4,6 +4,9 @@
 # dist_test.sh, which pass `--launcher pytorch` among the script's arguments:
 #   tools/dist_run.sh SCRIPT GPUS [script args...]
 # Environment: NNODES (1), NODE_RANK (0), PORT (29500), MASTER_ADDR (127.0.0.1).
+# torchrun replaces this shell (same pid, recorded in SEMA_LAUNCHER_PID): on
+# Linux its processes end when it ends, even by SIGKILL
+# (sema_mm/cli/parent_death.py).
 
 SCRIPT=$1
 GPUS=$2
@@ -12,8 +15,8 @@ NODE_RANK=${NODE_RANK:-0}
 PORT=${PORT:-29500}
 MASTER_ADDR=${MASTER_ADDR:-"127.0.0.1"}
 
-PYTHONPATH="$(dirname "$0")/..":$PYTHONPATH \
-python -m torch.distributed.run \
+SEMA_LAUNCHER_PID=$$ PYTHONPATH="$(dirname "$0")/..":$PYTHONPATH \
+exec python -m torch.distributed.run \
     --nnodes="$NNODES" \
     --node_rank="$NODE_RANK" \
     --master_addr="$MASTER_ADDR" \

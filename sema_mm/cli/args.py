@@ -1,5 +1,6 @@
 """What ``tools/train.py`` and ``tools/test.py`` share: the launcher
-arguments of the upstream command lines and loading the config for its
+arguments of the upstream command lines (and, under torchrun, ending with
+the launcher: :mod:`.parent_death`) and loading the config for its
 codebase."""
 import argparse
 import os
@@ -8,6 +9,7 @@ from typing import Callable, Optional, Sequence, Tuple
 from mmengine.config import Config, DictAction
 
 from .codebase import Codebase
+from .parent_death import end_with_launcher
 
 
 def add_launch_args(parser: argparse.ArgumentParser) -> None:
@@ -35,10 +37,14 @@ def parse_launch_args(parser: argparse.ArgumentParser,
                       argv: Optional[Sequence[str]] = None
                       ) -> argparse.Namespace:
     """Parse ``argv``; export ``--local-rank`` as ``LOCAL_RANK`` if the
-    launcher did not."""
+    launcher did not. A process that torchrun started (``--launcher
+    pytorch``, ``TORCHELASTIC_RUN_ID`` set) is made to end with torchrun
+    (:func:`~.parent_death.end_with_launcher`, Linux only)."""
     args = parser.parse_args(argv)
     if 'LOCAL_RANK' not in os.environ:
         os.environ['LOCAL_RANK'] = str(args.local_rank)
+    if args.launcher == 'pytorch' and 'TORCHELASTIC_RUN_ID' in os.environ:
+        end_with_launcher()
     return args
 
 
