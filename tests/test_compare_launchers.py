@@ -219,11 +219,27 @@ def test_local_parallel_runs_failure_and_resubmission(tmp_path):
     assert '| SEMA | 1 |' in report and 'Not finished' not in report
 
 
+#: Runs the command that follows with SIGINT at its default action and
+#: unblocked, as a terminal's foreground job gets it (the command replaces
+#: this process, keeping its pid). A test run started in the background by a
+#: non-interactive shell (``make test &``, ``nohup``) has SIGINT ignored, its
+#: children inherit that, and a Python program started with SIGINT ignored
+#: keeps ignoring it: Ctrl-C would never reach the comparison.
+DEFAULT_SIGINT = [
+    sys.executable, '-c',
+    'import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); '
+    'signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT}); '
+    'os.execv(sys.argv[1], sys.argv[1:])'
+]
+
+
 class HeldComparison:
     """``--launcher local --parallel 2`` on SEMA seeds 0 and 1, started in
-    the background and watched until seed 0 has finished and seed 1 waits
-    at its gate, before its second epoch (after its first checkpoint).
-    ``release()`` opens the gate."""
+    the background (with SIGINT as a terminal gives it, see
+    :data:`DEFAULT_SIGINT`) and watched until seed 0 has finished and seed
+    1 waits at its gate, before its second epoch (after its first
+    checkpoint). ``release()`` opens the gate; ``close()`` also ends the
+    comparison if it still runs (after a failed test)."""
 
     def __init__(self, tmp_path: Path) -> None:
         self.control = tmp_path / 'control'
@@ -240,8 +256,8 @@ class HeldComparison:
         self.out = tmp_path / 'first.out'
         with open(self.out, 'w') as out:
             self.proc = subprocess.Popen(
-                self.cmd, cwd=tmp_path, env=run_env(), stdout=out,
-                stderr=subprocess.STDOUT)
+                DEFAULT_SIGINT + self.cmd, cwd=tmp_path, env=run_env(),
+                stdout=out, stderr=subprocess.STDOUT)
         try:
             wait_for(lambda: (self.control / 'sema_seed1.waiting').exists()
                      and (self.seed0 / 'finished.json').exists(),
@@ -255,6 +271,14 @@ class HeldComparison:
     def release(self) -> None:
         if self.hold.exists():
             self.hold.unlink()
+
+    def close(self) -> None:
+        """Open the gate (the held run then ends by itself) and kill the
+        comparison if it still runs."""
+        self.release()
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
 
 
 def test_killed_compare_loses_nothing_and_never_trains_twice(tmp_path):
@@ -300,8 +324,11 @@ def test_interrupted_compare_stops_its_runs(tmp_path):
     stopped, its folder is free for the next call, and the finished run is
     kept."""
     held = HeldComparison(tmp_path)
-    held.proc.send_signal(signal.SIGINT)
-    held.proc.wait(timeout=120)
+    try:
+        held.proc.send_signal(signal.SIGINT)
+        held.proc.wait(timeout=120)
+    finally:
+        held.close()
     seed0, seed1 = held.seed0, held.seed1
     assert held.proc.returncode != 0
     assert 'interrupted: stopped 1 run(s)' in held.out.read_text()
