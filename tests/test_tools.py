@@ -163,13 +163,14 @@ def test_train_writes_checkpoints_with_ema(trained):
                 assert torch.equal(p, state['ema']['module.' + name]), name
 
 
-def test_resume_auto_continues_bit_exactly(trained, tmp_path):
-    """Interrupt after epoch 1 (drop epoch 2), ``--resume``: epoch 2 comes
-    back bit-identical, weights and EMA."""
+def resume_damaged_copy(trained: Path, tmp_path: Path, damage) -> str:
+    """Copy the run ``trained`` into ``tmp_path / 'work_dir'``, call
+    ``damage(work_dir)`` on the copy, train it on with ``--resume`` (auto),
+    check that its epoch 2 is bit-identical to the original's, weights and
+    EMA, and return the output."""
     work_dir = tmp_path / 'work_dir'
     shutil.copytree(trained, work_dir)
-    (work_dir / 'epoch_2.pth').unlink()
-    (work_dir / 'last_checkpoint').write_text(str(work_dir / 'epoch_1.pth'))
+    damage(work_dir)
     config = write_config(tmp_path)
     out = run([
         sys.executable,
@@ -177,12 +178,25 @@ def test_resume_auto_continues_bit_exactly(trained, tmp_path):
         str(config), '--work-dir',
         str(work_dir), '--resume', '--cfg-options', 'log_level=INFO'
     ], cwd=tmp_path).stdout
-    assert 'resumed epoch: 1, iter: 8' in out
-    assert 'Epoch(train) [1]' not in out  # epoch 1 was not trained again
     new = load_ckpt(work_dir / 'epoch_2.pth')
     old = load_ckpt(trained / 'epoch_2.pth')
     assert_same_tensors(new['state_dict'], old['state_dict'])
     assert_same_tensors(new['ema_state_dict'], old['ema_state_dict'])
+    return out
+
+
+def test_resume_auto_continues_bit_exactly(trained, tmp_path):
+    """Interrupt after epoch 1 (drop epoch 2), ``--resume``: epoch 2 comes
+    back bit-identical, weights and EMA."""
+
+    def drop_epoch_2(work_dir: Path) -> None:
+        (work_dir / 'epoch_2.pth').unlink()
+        (work_dir / 'last_checkpoint').write_text(
+            str(work_dir / 'epoch_1.pth'))
+
+    out = resume_damaged_copy(trained, tmp_path, drop_epoch_2)
+    assert 'resumed epoch: 1, iter: 8' in out
+    assert 'Epoch(train) [1]' not in out  # epoch 1 was not trained again
 
 
 def test_resume_skips_a_cut_checkpoint(trained, tmp_path):
@@ -191,25 +205,18 @@ def test_resume_skips_a_cut_checkpoint(trained, tmp_path):
     the newest readable one (epoch 1) and ends bit-identical to the
     uninterrupted run."""
     work_dir = tmp_path / 'work_dir'
-    shutil.copytree(trained, work_dir)
     cut = work_dir / 'epoch_2.pth'
-    data = cut.read_bytes()
-    cut.write_bytes(data[:len(data) // 2])
-    (work_dir / 'last_checkpoint').write_text(str(cut))
-    config = write_config(tmp_path)
-    out = run([
-        sys.executable,
-        str(TOOLS / 'train.py'),
-        str(config), '--work-dir',
-        str(work_dir), '--resume', '--cfg-options', 'log_level=INFO'
-    ], cwd=tmp_path).stdout
+
+    def cut_epoch_2(work_dir: Path) -> None:
+        data = cut.read_bytes()
+        cut.write_bytes(data[:len(data) // 2])
+        (work_dir / 'last_checkpoint').write_text(str(cut))
+
+    out = resume_damaged_copy(trained, tmp_path, cut_epoch_2)
     assert f'--resume: skipping the checkpoint {cut}: it is cut short' in out
     assert f'resuming from {work_dir / "epoch_1.pth"}, the newest readable' \
         in out
     assert 'resumed epoch: 1, iter: 8' in out
-    new, old = load_ckpt(cut), load_ckpt(trained / 'epoch_2.pth')
-    assert_same_tensors(new['state_dict'], old['state_dict'])
-    assert_same_tensors(new['ema_state_dict'], old['ema_state_dict'])
 
 
 def test_test_py_evaluates_checkpoint(trained, tmp_path):
