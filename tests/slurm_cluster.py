@@ -291,11 +291,11 @@ class LocalSlurm:
         while time.monotonic() < deadline and \
                 self.procs['slurmctld'].poll() is None:
             if not self.client(['squeue', '-h'], check=False).strip() \
-                    and not self._step_daemons():
+                    and not self.step_daemons():
                 return
             time.sleep(0.5)
 
-    def _step_daemons(self) -> List[str]:
+    def step_daemons(self) -> List[str]:
         """PIDs of slurmd's children (the jobs' ``slurmstepd``)."""
         proc = self.procs.get('slurmd')
         if proc is None or proc.poll() is not None:

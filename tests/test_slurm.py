@@ -9,6 +9,7 @@ import os.path as osp
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Dict, List
 
@@ -19,6 +20,7 @@ from tests.test_compare_launchers import (
     control_config,
     max_overlap,
     train_rows_of_epoch,
+    wait_for,
 )
 from tests.test_tools import (
     TOOLS,
@@ -132,6 +134,8 @@ def test_compare_on_slurm(slurm_cluster, tmp_path):
             assert record['name'].startswith(f'toy.{variant}.seed{seed}.')
             jobs[(variant, seed)] = record['job_id']
     first, second = jobs[('baseline', 0)], jobs[('sema', 0)]
+    assert 'Requeue=1' in slurm_cluster.client(['scontrol', 'show', 'job',
+                                                first])
     waiting = queue(slurm_cluster)
     for key, after in ((('baseline', 1), first), (('sema', 1), second)):
         if jobs[key] in waiting:  # not started yet: it follows its line
@@ -170,3 +174,65 @@ def test_compare_on_slurm(slurm_cluster, tmp_path):
     assert '| baseline | 2 |' in table and '| SEMA | 2 |' in table
     assert not queue(slurm_cluster)
     assert osp.isfile(run_dir / 'finished.json')
+
+
+#: Slurm states of a job that has ended.
+ENDED = ('COMPLETED', 'FAILED', 'CANCELLED', 'TIMEOUT')
+
+
+def job_state(cluster, job_id: str) -> str:
+    """``JobState`` of ``job_id`` as ``scontrol show job`` says it."""
+    out = cluster.client(['scontrol', 'show', 'job', job_id], check=False)
+    found = re.search(r'JobState=(\S+)', out)
+    return found.group(1) if found else ''
+
+
+def test_requeued_batch_job_resumes(slurm_cluster, tmp_path):
+    """``tools/slurm_batch_train.sh`` submits a requeueable batch job.
+    ``scontrol requeue`` while it trains epoch 2 (held at a gate, after its
+    epoch 1 checkpoint) ends it; started again (at once, with
+    ``StartTime=now``), the job resumes after epoch 1 and finishes: epoch 1
+    was trained once, in the first start."""
+    control = tmp_path / 'control'
+    control.mkdir()
+    hold = control / 'run_w.hold'
+    hold.write_text('')
+    config = control_config(tmp_path, control)
+    work_dir = tmp_path / 'run' / 'w'
+    job_id = slurm_run(
+        ['bash', str(TOOLS / 'slurm_batch_train.sh'), 'test', 'requeued',
+         config, str(work_dir), '--cfg-options', 'log_level=INFO'],
+        slurm_cluster, tmp_path, GPUS='1', CPUS_PER_TASK='1',
+        OMP_NUM_THREADS='1', MASTER_PORT=str(free_port())).stdout.strip()
+    assert job_id.isdigit(), job_id
+    assert 'Requeue=1' in slurm_cluster.client(['scontrol', 'show', 'job',
+                                                job_id])
+    log = work_dir / f'slurm-{job_id}.log'
+    waiting = control / 'run_w.waiting'
+    wait_for(lambda: waiting.exists() or
+             job_state(slurm_cluster, job_id) in ENDED, 'the gate')
+    assert waiting.exists(), log.read_text()[-6000:]
+    assert (work_dir / 'epoch_1.pth').is_file()
+    slurm_cluster.client(['scontrol', 'requeue', job_id])
+    wait_for(lambda: job_state(slurm_cluster, job_id) == 'PENDING' and
+             not slurm_cluster.step_daemons(), 'the job to be requeued')
+    # slurmd refuses to start a job whose credential is dated (in whole
+    # seconds) no later than the job's kill ("already killed, do not launch
+    # batch job"), hence Slurm's own delay: the kill is done (the node has
+    # no step daemon left), so a start in the next second is safe.
+    killed = int(time.time())
+    wait_for(lambda: int(time.time()) > killed, 'the next second')
+    hold.unlink()
+    slurm_cluster.client(['scontrol', 'update', f'JobId={job_id}',
+                          'StartTime=now'])
+    wait_for(lambda: job_state(slurm_cluster, job_id) in ENDED,
+             'the restarted job to end', timeout=240)
+    text = log.read_text()
+    show = slurm_cluster.client(['scontrol', 'show', 'job', job_id])
+    assert 'JobState=COMPLETED' in show and 'Restarts=1' in show, \
+        f'{show}\n{text[-6000:]}\n{slurm_cluster.logs()}'
+    assert 'DUE TO JOB REQUEUE' in text
+    assert text.count('--launcher=slurm --resume') == 2  # two starts
+    assert 'resumed epoch: 1, iter: 8' in text
+    assert train_rows_of_epoch(work_dir, 1) == 8  # epoch 1 trained once
+    assert (work_dir / 'epoch_2.pth').is_file()

@@ -31,7 +31,11 @@ Where the runs train (:mod:`sema_mm.comparison.launchers`):
   job (``tools/slurm_train.sh`` with ``N`` tasks), all submitted at once,
   at most ``--max-jobs K`` running at a time. The command waits for them;
   with ``--no-wait`` it exits once they are submitted, and a later call
-  (the same command to wait, or ``--report-only``) collects.
+  (the same command to wait, or ``--report-only``) collects. The jobs are
+  requeueable (``--requeue``), their training processes get SIGUSR1 180 s
+  before the time limit (``--signal=USR1@180``; another ``--signal`` in
+  ``--sbatch-args`` replaces it), and every start of a job, a requeued one
+  too, resumes from the run's newest checkpoint.
 
 While runs train, one status line per run shows its state (queued, running,
 done, failed), epoch, metric and the time left, updated in place on a

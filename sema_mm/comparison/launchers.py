@@ -19,7 +19,13 @@ already written into its work dir) and return a :class:`Job`:
     ``--dependency=afterany`` into that many lines so that at most that
     many run at a time, even after the comparison has exited. The job's
     name says which run it is (``<config>.<variant>.seed<s>.<root id>``)
-    and its output goes to ``<work_dir>/slurm-<job id>.log``.
+    and its output goes to ``<work_dir>/slurm-<job id>.log``. Jobs are
+    requeueable (``--requeue``), their training processes get SIGUSR1
+    :data:`SIGNAL_BEFORE_S` seconds before the time limit
+    (``--signal=USR1@<s>``: the steps' processes, not the batch shell; a
+    ``--signal`` in ``sbatch_args`` replaces it), and every start of a job,
+    requeued ones included, resumes its run from its newest checkpoint
+    (``--resume``).
 
 Local and slurm runs go through ``sema_mm/comparison/job_wrapper.py`` (see
 there), which takes the run's lock and writes ``attempt.json`` and, on success,
@@ -50,6 +56,11 @@ TOOLS = osp.join(REPO, 'tools')
 JOB_SCRIPT = osp.join(REPO, 'sema_mm', 'comparison', 'job_wrapper.py')
 #: The record of a run's job, written by the comparison.
 JOB = 'job.json'
+#: Seconds before a slurm job's time limit at which its training processes
+#: get SIGUSR1 (Slurm may send it up to 60 s earlier): time to finish the
+#: iteration and write a checkpoint (``tools/slurm_batch_train.sh`` has the
+#: same default).
+SIGNAL_BEFORE_S = 180
 #: slurm states of a job that has not started yet.
 SLURM_QUEUED = ('PENDING', 'CONFIGURING', 'REQUEUED', 'REQUEUE_HOLD',
                 'REQUEUE_FED', 'RESV_DEL_HOLD')
@@ -383,7 +394,8 @@ class SlurmLauncher:
         threads (int, optional): ``OMP_NUM_THREADS`` of each task; default
             ``cpus_per_task``.
         sbatch_args (Sequence[str]): More ``sbatch`` options, e.g.
-            ``['--time=2-00:00:00', '--qos=normal']``.
+            ``['--time=2-00:00:00', '--qos=normal']`` (given last, so a
+            ``--signal`` among them replaces the default one).
         root (str): The comparison's root (its id is part of job names).
     """
 
@@ -458,7 +470,8 @@ class SlurmLauncher:
             f'--gres=gpu:{self.per_node}',
             f'--cpus-per-task={self.cpus_per_task}',
             f'--output={osp.join(task.work_dir, "slurm-%j.log")}',
-            '--open-mode=append', f'--chdir={os.getcwd()}'
+            '--open-mode=append', f'--chdir={os.getcwd()}', '--requeue',
+            f'--signal=USR1@{SIGNAL_BEFORE_S}'
         ]
         after = self._lines[self._next_line] if self._lines else None
         if after:
