@@ -11,17 +11,18 @@ The launcher may have died before that call (the process then already
 belongs to another parent). ``tools/dist_run.sh`` therefore records
 torchrun's pid in ``SEMA_LAUNCHER_PID`` (torchrun is ``exec``-ed, so it
 keeps the script's pid), and after the call the process checks that its
-parent is still that process; without the record (torchrun started by
-hand) it checks only that it was not handed to ``init`` (pid 1). A process
-whose launcher is gone exits at once.
+parent is still that process, or that process still runs. A process whose
+launcher is gone exits at once. Without the record (torchrun started by
+hand) there is no such check: being handed to pid 1 proves nothing where
+torchrun is itself pid 1 (a container's entry point).
 
-SIGKILL, not SIGTERM: the workers' peers and torchrun's rendezvous store die
-with the launcher, so a worker that tried to write a preemption checkpoint
-could wait forever. What the run lost is what a SIGKILL of the whole job
-loses: the training since its last checkpoint (checkpoints are written
-atomically, :mod:`sema_mm.compat.atomic_checkpoints`). DataLoader worker
-processes are not covered here: torch ends them itself within a few seconds
-of their parent's death.
+SIGKILL, not SIGTERM: torchrun's rendezvous store ends with torchrun, so a
+worker that tried to write a checkpoint first could wait in a collective
+for good. What the run loses is what a SIGKILL of the whole job loses: the
+training since its last checkpoint (checkpoints are written atomically,
+:mod:`sema_mm.compat.atomic_checkpoints`). DataLoader worker processes are
+not covered here: torch's workers check every 5 s, while waiting for work,
+whether their parent still runs, and end when it does not.
 
 On other systems (no ``prctl``) nothing is done.
 """
@@ -48,13 +49,9 @@ def _running(pid: int) -> bool:
 
 
 def launcher_gone(expected: Optional[int]) -> bool:
-    """Whether this process's launcher has ended: it was handed to
-    ``init``, or its parent is not the launcher ``expected`` any more and
-    that process has ended."""
-    parent = os.getppid()
-    if parent == 1:
-        return True
-    return expected is not None and parent != expected and \
+    """Whether the launcher ``expected`` (a pid, None: unknown) has ended:
+    it is not this process's parent any more and it does not run."""
+    return expected is not None and os.getppid() != expected and \
         not _running(expected)
 
 
