@@ -1,8 +1,8 @@
 """What sema_mm's ``tools/`` share: the codebase of a config and how its
 command line is merged (:mod:`.codebase`), the launcher arguments
 (:mod:`.args`), building the Runner for a launcher, on GPUs or CPU only
-(:mod:`.launch`) and the checkpoint ``--resume auto`` picks
-(:mod:`.resume`)."""
+(:mod:`.launch`), the checkpoint ``--resume auto`` picks
+(:mod:`.resume`) and ending with torchrun (:mod:`.parent_death`)."""
 from .codebase import (
     CODEBASES,
     Codebase,
