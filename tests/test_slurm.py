@@ -189,8 +189,8 @@ def job_state(cluster, job_id: str) -> str:
 
 def test_requeued_batch_job_resumes(slurm_cluster, tmp_path):
     """``tools/slurm_batch_train.sh`` submits a requeueable batch job.
-    ``scontrol requeue`` while it trains epoch 2 (held at a gate, after its
-    epoch 1 checkpoint) ends it; started again (at once, with
+    ``scontrol requeue`` after its epoch 1 checkpoint (held at a gate before
+    epoch 2) ends it; started again (at once, with
     ``StartTime=now``), the job resumes after epoch 1 and finishes: epoch 1
     was trained once, in the first start."""
     control = tmp_path / 'control'
