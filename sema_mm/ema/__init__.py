@@ -1,5 +1,6 @@
 """The EMA itself: the fused averaged model, its tensor pairs, its momentum
-schedule and update rule, the strategies the hook delegates to (a separate
+schedule and update rule, its overlapped updates when held on the host
+(``host_offload``), the strategies the hook delegates to (a separate
 EMA, the model's momentum teacher, the EMA of a sharded model's shards), how
 they are built, how they go into checkpoints, and whether the EMA equals
 the model."""

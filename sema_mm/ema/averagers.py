@@ -84,6 +84,15 @@ class Averager:
     def update(self) -> None:
         """Fold the model's current weights into the EMA."""
 
+    def join(self) -> None:
+        """Wait until every update handed to a worker is in the EMA (see
+        :mod:`sema_mm.ema.host_offload`); before anything reads or writes
+        the EMA other than an update."""
+
+    def close(self) -> None:
+        """Join, and release what the updates hold beside the EMA (a
+        worker thread); the next update starts it again."""
+
     def start_training(self, sync: ModelSync, resumed: bool) -> None:
         """Set ``sync`` for the start of training: averaging continues from
         the resumed EMA (``resumed``: past the first update) or begins
@@ -181,6 +190,12 @@ class OwnFusedEMA(OwnEMA):
 
     def seed(self) -> None:
         self.ema_model.seed(self.model)
+
+    def join(self) -> None:
+        self.ema_model.join()
+
+    def close(self) -> None:
+        self.ema_model.close()
 
     def updates_per_switch(self, steps: float) -> Optional[float]:
         return steps  # the momentum is compensated per interval

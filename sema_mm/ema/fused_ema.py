@@ -14,6 +14,11 @@ traffic the average needs:
 The momentum (mmengine's convention: the weight of the *new* weights), its
 warm-up and the compensated update interval are those of
 :mod:`sema_mm.ema.momentum`, whose update rule this class runs.
+
+With ``device='cpu'`` for a model on a CUDA device the updates overlap the
+next iterations (a side-stream copy to pinned memory, the host ``lerp_`` in
+a worker thread; :mod:`sema_mm.ema.host_offload`), with the same numbers as
+the synchronous update; ``overlap=False`` turns that off.
 """
 import weakref
 from typing import List, Optional, Sequence
@@ -24,6 +29,8 @@ from mmengine.registry import MODELS
 from torch import nn
 from torch.nn.modules.batchnorm import _NormBase
 
+from ..errors import require
+from .host_offload import HostOffload, host_offload_for
 from .momentum import MomentumSchedule, ema_step
 from .tensor_pairs import TensorPairs, name_matches
 
@@ -88,6 +95,14 @@ class FusedEMA(PythonStepCounter, ExponentialMovingAverage):
             Defaults to 0.
         exclude (Sequence[str]): Names of parameters, buffers or modules kept
             out of the average. Defaults to ().
+        overlap (bool, optional): Run the updates of an average held on the
+            host beside training (:mod:`sema_mm.ema.host_offload`): the
+            copy to the host on a side CUDA stream, the ``lerp_`` in a
+            worker thread, same results. None (default): when the average
+            is on the CPU and the model on one CUDA device. True also for a
+            model on the CPU (the average must be on the CPU).
+        host_threads (int, optional): Torch CPU threads of the overlapped
+            ``lerp_``. Defaults to half of ``torch.get_num_threads()``.
 
     Attributes:
         schedule (MomentumSchedule): ``momentum``, ``interval`` and
@@ -101,10 +116,23 @@ class FusedEMA(PythonStepCounter, ExponentialMovingAverage):
                  device: Optional[torch.device] = None,
                  update_buffers: bool = False,
                  warmup_iters: int = 0,
-                 exclude: Sequence[str] = ()) -> None:
+                 exclude: Sequence[str] = (),
+                 overlap: Optional[bool] = None,
+                 host_threads: Optional[int] = None) -> None:
         super().__init__(model, momentum, interval, device, update_buffers)
         if warmup_iters < 0:
             raise ValueError(f'warmup_iters must be >= 0, got {warmup_iters}')
+        on_host = all(t.device.type == 'cpu' for t in self.module.parameters())
+        require(
+            not overlap or on_host,
+            "overlap=True needs the average on the host: set device='cpu'.")
+        require(
+            host_threads is None
+            or (isinstance(host_threads, int) and host_threads >= 1),
+            f'host_threads must be an int >= 1, got {host_threads!r}.')
+        self.overlap = overlap
+        self.host_threads = host_threads
+        self._offload: Optional[HostOffload] = None
         self.warmup_iters = warmup_iters
         self.schedule = MomentumSchedule(self.momentum, self.interval,
                                          warmup_iters)
@@ -124,17 +152,55 @@ class FusedEMA(PythonStepCounter, ExponentialMovingAverage):
     def pairs_for(self, model: nn.Module) -> TensorPairs:
         """The (average, model) tensor pairs, built once per source model."""
         if self._source() is not model:
+            self.close()
             self._pairs = TensorPairs(self.module, model, self.averaged_names)
             self._source = weakref.ref(model)
+            self._offload = host_offload_for(self._pairs, model,
+                                             self.overlap, self.host_threads)
         return self._pairs
+
+    def __getattr__(self, name: str):
+        # ``module`` (the averaged model, a submodule, hence looked up here)
+        # is complete when read: code that uses it directly (mmengine's
+        # EMAHook, evaluation, user code) never sees an update half done.
+        if name == 'module':
+            offload = self.__dict__.get('_offload')
+            if offload is not None:
+                offload.join()
+        return super().__getattr__(name)
+
+    def join(self) -> None:
+        """Wait until every overlapped update is in the average (a no-op
+        for synchronous updates)."""
+        if self._offload is not None:
+            self._offload.join()
+
+    def close(self) -> None:
+        """Join, then stop the overlapped updates' worker thread (it starts
+        again with the next update)."""
+        if self._offload is not None:
+            self._offload.close()
 
     def seed(self, model: nn.Module) -> None:
         """Start the average from ``model``'s current weights."""
-        self.pairs_for(model).copy_to_averaged()
+        pairs = self.pairs_for(model)
+        self.join()
+        pairs.copy_to_averaged()
         self.num_steps = 1
 
+    def _save_to_state_dict(self, destination, prefix, keep_vars):
+        self.join()  # runs before the averaged module's tensors are read
+        super()._save_to_state_dict(destination, prefix, keep_vars)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        self.join()
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     def update_parameters(self, model: nn.Module) -> None:
-        """Fold ``model``'s current weights into the average."""
-        self.num_steps = ema_step(self.pairs_for(model), self.num_steps,
-                                  self.schedule)
+        """Fold ``model``'s current weights into the average (handed to
+        the worker when the updates overlap)."""
+        pairs = self.pairs_for(model)
+        self.num_steps = ema_step(
+            pairs if self._offload is None else self._offload,
+            self.num_steps, self.schedule)
 

@@ -197,6 +197,11 @@ class TensorPairs:
         far copying the averaged tensors into the source moves it."""
         return relative_norm(self.distance_sums())
 
+    def groups(self) -> List[Tuple[List[Tensor], List[Tensor]]]:
+        """The (averaged, source) tensor lists of each fused group (one
+        device and dtype pair each), as :meth:`lerp_` runs them."""
+        return [(g.avg, g.src) for g in self._groups]
+
     def averaged_tensors(self) -> List[Tensor]:
         """The averaged tensors, in group order."""
         return [t for g in self._groups for t in g.avg]

@@ -110,7 +110,10 @@ class SwitchEMAHook(EMAHook):
         begin_epoch (int): Epoch (0-based) whose first iteration is the first
             update; exclusive with ``begin_iter``. Defaults to 0.
         **kwargs: Passed to the averaged model, e.g. ``warmup_iters``,
-            ``interval`` or ``device`` (``'cpu'``) for ``FusedEMA``.
+            ``interval`` or ``device`` (``'cpu'``) for ``FusedEMA``; with
+            ``device='cpu'`` and a model on a GPU the updates overlap
+            training (``overlap``, ``host_threads``; see
+            :mod:`sema_mm.ema.host_offload`).
     """
 
     priority = 'NORMAL'
@@ -230,6 +233,7 @@ class SwitchEMAHook(EMAHook):
         if not runner._resume:
             return  # load_from / test: the EMA starts from loaded weights
         self._build_averager(runner)
+        self.averager.join()
         state = checkpoint.get('meta', {}).get('switch_ema', {})
         self.num_switches = state.get('num_switches', 0)
         self.nonfinite.skipped = state.get('skipped_updates', 0)
@@ -239,6 +243,7 @@ class SwitchEMAHook(EMAHook):
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
         """Save the EMA (see the averager) and the hook's counters, in
         ``meta['switch_ema']``."""
+        self.averager.join()
         checkpoint.setdefault('meta', {})['switch_ema'] = dict(
             num_switches=self.num_switches,
             skipped_updates=self.nonfinite.skipped)
@@ -300,7 +305,9 @@ class SwitchEMAHook(EMAHook):
                 per_epoch and runner.epoch + (batch_idx + 1) / per_epoch)
 
     def after_train_epoch(self, runner) -> None:
-        """Switch at the end of every ``switch_interval``-th epoch."""
+        """Switch at the end of every ``switch_interval``-th epoch. The EMA
+        is complete after this method (its overlapped updates joined)."""
+        self.averager.join()
         if self.schedule.due_after_epoch(runner.epoch):
             self._switch(runner, f'the end of epoch {runner.epoch + 1}',
                          runner.iter, runner.epoch + 1)
@@ -312,6 +319,7 @@ class SwitchEMAHook(EMAHook):
         pairs = self.averager.pairs
         if not self.sync.started or self.sync.in_sync:
             return
+        self.averager.join()
         if not self.averager.agree(all_finite(pairs.averaged_tensors())):
             print_log(
                 f'SwitchEMAHook: the EMA is not finite at {where}; it was '
@@ -340,6 +348,10 @@ class SwitchEMAHook(EMAHook):
                       self.nonfinite.skipped, epoch)
         print_log(message, logger='current')
 
+    def after_train(self, runner) -> None:
+        """Finish the EMA's overlapped updates and stop their worker."""
+        self.averager.close()
+
     # --------------------------------------------------- validation / test
     def _swap(self) -> None:
         """Exchange the EMA and the model's averaged tensors (fused).
@@ -350,6 +362,7 @@ class SwitchEMAHook(EMAHook):
         handled right.
         """
         if self.sync.started:
+            self.averager.join()
             self.averager.pairs.swap()
 
     def before_val_epoch(self, runner) -> None:
