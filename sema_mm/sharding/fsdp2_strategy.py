@@ -32,6 +32,7 @@ from typing import Any, Optional, Sequence
 
 import torch
 from mmengine._strategy import DDPStrategy
+from mmengine.device import get_device
 from mmengine.dist import get_rank, get_world_size, is_main_process
 from mmengine.registry import STRATEGIES
 from mmengine.utils import mkdir_or_exist
@@ -82,8 +83,12 @@ class FSDP2Strategy(DDPStrategy):
 
     # ---------------------------------------------------------------- wrap
     def _wrap_model(self, model: nn.Module) -> nn.Module:
+        """Move the model to this rank's device (as ``DDPStrategy`` does:
+        the mesh, and so every collective and every scatter of a full
+        checkpoint, runs there), then shard it."""
         from torch.distributed.device_mesh import init_device_mesh
         from torch.distributed.fsdp import fully_shard
+        model = model.to(get_device())
         device = next(model.parameters()).device
         mesh = init_device_mesh(device.type, (get_world_size(), ))
         units = [
