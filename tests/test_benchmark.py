@@ -73,3 +73,20 @@ def test_training_rows_and_hook_profile(bench):
         per_iter, update, epoch_end = map(float, by_case[case])
         assert 0 < update < per_iter
         assert epoch_end > 0
+
+
+def test_gpu_training_benchmark_quick(bench):
+    """``--train --quick``: the GPU training benchmark's code (real Runners
+    with an IterBasedTrainLoop, torchvision's ViT, batches made once on the
+    device, the cases in turn) with a tiny ViT on this machine's device."""
+    rows, measured = bench.bench_gpu_training(1, 2, 1, quick=True)
+    assert [cells(r)[0] for r in rows] == list(bench.GPU_TRAIN_CASES)
+    assert cells(rows[0])[3] == '1.000x'
+    assert cells(rows[0])[5] == '-'  # no EMA hook to time
+    for row in rows[1:]:
+        assert float(cells(row)[5]) > 0  # host ms of after_train_iter
+    for case in bench.GPU_TRAIN_CASES:
+        assert len(measured['rates'][case]) == 1
+        assert measured['rates'][case][0] > 0
+        if bench.GPU_TRAIN_CASES[case] is not None:  # 2 timed iterations
+            assert len(measured['host_ms'][case]) == 2

@@ -134,8 +134,10 @@ class BusyGPU:
 
 @torch.no_grad()
 def test_cpu_ema_of_cuda_model_is_exact_while_gpu_busy():
-    """``FusedEMA(device='cpu')`` of a CUDA model: each update reads the
-    weights the GPU writes just before it, behind long queued work.
+    """``FusedEMA(device='cpu', overlap=False)`` of a CUDA model (the
+    synchronous update; the overlapped one is tested below): each update
+    reads the weights the GPU writes just before it, behind long queued
+    work.
 
     The new weights are fresh N(0, 1) draws written on the GPU's stream after
     the busy work: an update that read its staging buffers before the copy
@@ -147,7 +149,7 @@ def test_cpu_ema_of_cuda_model_is_exact_while_gpu_busy():
     shapes = [(1 << 22, ), (1024, 1024), (3, 1 << 18), (1000, )]
     model = nn.ParameterList(
         nn.Parameter(torch.randn(s, generator=g).cuda()) for s in shapes)
-    ema = FusedEMA(model, momentum=m, device='cpu')
+    ema = FusedEMA(model, momentum=m, device='cpu', overlap=False)
     ema.update_parameters(model)  # the first call copies the model
     expected = [p.detach().to('cpu', copy=True) for p in model]
     busy_gpu = BusyGPU()
@@ -201,6 +203,69 @@ def test_cpu_ema_switch_and_swap_with_cuda_model_while_gpu_busy():
         p.mul_(2)  # after the switch, in stream order
     for avg, model_p in zip(ema.module, model):
         assert torch.equal(model_p.cpu(), 2 * avg)
+
+
+def _train_with_host_ema(overlap: bool, grads, stats, busy_gpu):
+    """A 4096 x 4096 linear layer and a BatchNorm on the GPU, stepped by SGD
+    with the given gradients; after each step its EMA on the host is
+    updated and then a "forward pass" writes the BatchNorm statistics.
+    Busy GPU work is queued before every other step, none before the
+    others, so the copies of an overlapped update wait for a step still
+    queued, and the next step follows at once. Returns the EMA's averaged
+    tensors and how many overlapped updates were handed over while the
+    GPU was still busy."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4096, 4096), nn.BatchNorm1d(4096)).cuda()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    # The worker's lerp_ with the main thread's CPU threads: the same
+    # parallel split as the synchronous update.
+    ema = FusedEMA(model, momentum=0.25, device='cpu', update_buffers=True,
+                   overlap=overlap, host_threads=torch.get_num_threads())
+    ema.update_parameters(model)  # the first call copies the model
+    busy_seen = 0
+    for k, (step_grads, (mean, var)) in enumerate(zip(grads, stats)):
+        if k % 2 == 0:
+            busy_gpu()
+        for p, g in zip(model.parameters(), step_grads):
+            p.grad = g
+        opt.step()
+        ema.update_parameters(model)
+        busy_seen += not torch.cuda.current_stream().query()
+        with torch.no_grad():  # what a forward pass does to BatchNorm
+            model[1].running_mean.mul_(0.5).add_(mean)
+            model[1].running_var.mul_(0.5).add_(var)
+    ema.join()
+    assert (ema._offload is not None) == overlap
+    averaged = {n: t.clone() for n, t in ema.module.state_dict().items()
+                if n in ema.averaged_names}
+    assert set(averaged) == set(ema.averaged_names)
+    return averaged, busy_seen
+
+
+@torch.no_grad()
+def test_overlapped_host_ema_equals_synchronous_while_gpu_busy():
+    """``FusedEMA(device='cpu')`` of a CUDA model with its updates
+    overlapped (side-stream copy, host ``lerp_`` in a worker thread, the
+    next optimizer step waiting on the GPU for the copy, the statistics
+    snapshotted before the next forward) gives the synchronous update's
+    EMA bit for bit, behind long queued GPU work."""
+    g = torch.Generator(device='cuda').manual_seed(0)
+    shapes = [(4096, 4096), (4096, ), (4096, ), (4096, )]
+    steps = 8
+    grads = [[torch.randn(s, generator=g, device='cuda') for s in shapes]
+             for _ in range(steps)]
+    stats = [(torch.randn(4096, generator=g, device='cuda'),
+              torch.rand(4096, generator=g, device='cuda'))
+             for _ in range(steps)]
+    busy_gpu = BusyGPU()
+    overlapped, busy_seen = _train_with_host_ema(True, grads, stats,
+                                                 busy_gpu)
+    synchronous, _ = _train_with_host_ema(False, grads, stats, busy_gpu)
+    for name, tensor in synchronous.items():
+        assert torch.equal(overlapped[name], tensor), name
+    # The GPU still had work queued when the overlapped updates were
+    # handed over after the busy steps (else this proves nothing).
+    assert busy_seen >= steps // 2
 
 
 class EvalProbe(Probe):
@@ -386,17 +451,22 @@ class SyncDebugMode(Hook):
         self.calls += 1
 
 
-@pytest.mark.parametrize('nonfinite_check', ['loss', None])
-def test_hook_update_does_not_synchronise(tmp_path, nonfinite_check):
+@pytest.mark.parametrize('nonfinite_check, ema_device', [
+    ('loss', None), (None, None), ('loss', 'cpu')])
+def test_hook_update_does_not_synchronise(tmp_path, nonfinite_check,
+                                          ema_device):
     """SwitchEMAHook's ``after_train_iter`` (the EMA update; the non-finite
     check reads the loss mmengine has already logged) makes no host
-    synchronisation: it runs alone between two hooks that turn the sync
-    debug mode to ``'error'`` and back."""
+    synchronisation, with the EMA on the GPU or on the host (overlapped
+    updates): it runs alone between two hooks that turn the sync debug
+    mode to ``'error'`` and back."""
     opened = SyncDebugMode('error', priority=51)
     closed = SyncDebugMode('default', priority=53)
+    extra = {} if ema_device is None else dict(device=ema_device)
     runner = cuda_runner(
         tmp_path, [opened, closed],
-        custom_hooks=sema(priority=52, nonfinite_check=nonfinite_check))
+        custom_hooks=sema(priority=52, nonfinite_check=nonfinite_check,
+                          **extra))
     window = [
         h for h in runner.hooks if 51 <= get_priority(h.priority) <= 53
     ]
@@ -406,6 +476,31 @@ def test_hook_update_does_not_synchronise(tmp_path, nonfinite_check):
     assert opened.calls == closed.calls == 32
     assert hook.ema_model.num_steps == 1 + 32
     assert hook.num_switches == 4
+    if ema_device == 'cpu':  # every update went through the worker
+        assert hook.ema_model._offload.updates_done == 32
+
+
+def test_runner_host_ema_overlapped_equals_synchronous(tmp_path):
+    """SwitchEMAHook(device='cpu', buffers='average') of a model on the GPU,
+    overlapped (the default there) and synchronous (``overlap=False``):
+    the same weights after every epoch (switches included), the same EMA
+    and the same validation. Tolerance 1e-6 for the GPU's kernels; a race
+    with the copies moves values by about 1e-2."""
+    runs = []
+    for overlap in (None, False):
+        probe = Probe()
+        runner = cuda_runner(
+            tmp_path / str(overlap), [probe],
+            custom_hooks=sema(buffers='average', device='cpu',
+                              overlap=overlap))
+        runner.train()
+        hook = sema_hook(runner)
+        assert hook.num_switches == 4
+        assert (hook.ema_model._offload is None) == (overlap is False)
+        runs.append(probe)
+    for name in ('after_epoch', 'ema_after_epoch', 'seen_in_val'):
+        for a, b in zip(getattr(runs[0], name), getattr(runs[1], name)):
+            assert_close(on_cuda(a), on_cuda(b), atol=1e-6)
 
 
 def _one_gpu_rank(cfg, work_dir, *args: str) -> str:
@@ -438,6 +533,10 @@ def test_sharded_sema_on_cuda(strategy, tmp_path):
         runs[name] = tmp_path / name
     for epoch in range(1, EPOCHS + 1):
         ours, ref = full(runs[strategy], epoch), full(runs['ddp'], epoch)
+        # Both trained on the GPU (FSDP2Strategy moves the model there).
+        for run in (ours, ref):
+            assert all(run[key][n].is_cuda for key in ('model', 'ema')
+                       for n in ref['names'])
         for key in ('model', 'ema'):
             assert_close({n: ours[key][n].cpu() for n in ref['names']},
                          {n: ref[key][n].cpu() for n in ref['names']},
