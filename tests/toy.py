@@ -109,6 +109,67 @@ class ToyMomentumModel(ToyClassifier):
                     .mean())
 
 
+@DATASETS.register_module()
+class ToyRegressionDataset(Dataset):
+    """``num_samples`` inputs of ``num_features`` with scales growing from
+    0.2 to 2 (a spread-out Hessian) and a noisy linear target, from
+    ``seed``."""
+
+    def __init__(self, num_samples: int = 64, num_features: int = 6,
+                 seed: int = 0) -> None:
+        g = torch.Generator().manual_seed(seed)
+        scale = torch.linspace(0.2, 2.0, num_features)
+        self.inputs = torch.randn(num_samples, num_features,
+                                  generator=g) * scale
+        self.targets = self.inputs @ torch.randn(
+            num_features, generator=g) + 0.1 * torch.randn(num_samples,
+                                                           generator=g)
+
+    def __len__(self) -> int:
+        return len(self.inputs)
+
+    def __getitem__(self, idx: int) -> dict:
+        return dict(inputs=self.inputs[idx], target=self.targets[idx])
+
+
+@MODELS.register_module()
+class ToyRegressor(BaseModel):
+    """Linear least squares: ``mean((x w + b - y)^2)``, whose Hessian in
+    ``(w, b)`` is ``2 / N [X 1]^T [X 1]`` for a batch of ``N`` rows."""
+
+    def __init__(self, num_features: int = 6) -> None:
+        super().__init__()
+        self.linear = nn.Linear(num_features, 1)
+
+    def forward(self, inputs: torch.Tensor, target=None,
+                mode: str = 'loss'):
+        pred = self.linear(inputs).squeeze(1)
+        if mode == 'tensor':
+            return pred
+        return dict(loss=((pred - target)**2).mean())
+
+
+@MODELS.register_module()
+class ToyRoIClassifier(BaseModel):
+    """Conv features pooled by mmcv's ``RoIAlign`` (as in two-stage
+    detectors) over a fixed box per image, then a linear classifier. mmcv
+    is imported when the model is built."""
+
+    def __init__(self, num_classes: int = 3, width: int = 4) -> None:
+        super().__init__()
+        from mmcv.ops import RoIAlign
+        self.conv = nn.Conv2d(3, width, 3, padding=1)
+        self.roi = RoIAlign((2, 2), 1.0, 0)
+        self.head = nn.Linear(width * 4, num_classes)
+
+    def forward(self, inputs: torch.Tensor, label=None, mode: str = 'loss'):
+        boxes = torch.tensor([[1.0, 1.0, 6.0, 6.0]]).repeat(len(inputs), 1)
+        rois = torch.cat([torch.arange(len(inputs))[:, None].float(), boxes],
+                         1)
+        logits = self.head(self.roi(self.conv(inputs), rois).flatten(1))
+        return dict(loss=nn.functional.cross_entropy(logits, label))
+
+
 @METRICS.register_module()
 class ToyAccuracy(BaseMetric):
     """Top-1 accuracy (%) of :class:`ToyClassifier` predictions."""

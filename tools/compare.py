@@ -9,6 +9,8 @@ metric mmengine logged (``vis_data/scalars.json``) is summarised::
         [--metric accuracy/top1] [--gpus-per-run N] \\
         [--launcher {none,local,slurm}] [--parallel K] \\
         [--partition P] [--max-jobs K] [--no-wait] \\
+        [--bootstrap N] [--sharpness [--sharpness-batches B] \\
+        [--sharpness-eps E] [--sharpness-trace S]] \\
         [--cfg-options KEY=VALUE ...]
 
 A config may be named: ``NAME=path/to/config.py`` (default name: the file
@@ -55,9 +57,27 @@ refused with the first one's pid and command. Output under ``--work-root``:
 * ``results.md``: per config, a Markdown table (final and best metric as
   mean ± sample std over seeds, the epoch where the mean curve is best, the
   gain of the final mean over the baseline and over EMA, seconds per run);
-* ``results.json``: the same numbers and the mean curves;
+  then the paired differences of the final metric, seed by seed, of every
+  variant against the baseline and against EMA: mean, sd, 95 % confidence
+  interval (Student's t, or a bootstrap with ``--bootstrap N``), the seeds
+  a paired test would need for 80 % power at the observed effect size, and
+  the seeds left out because a variant lacks them
+  (:mod:`sema_mm.comparison.paired_stats`);
+* ``results.json``: the same numbers (``paired``: ``mean``, ``sd``,
+  ``ci95: [low, high]``, ``differences``, ``seeds_for_80_power``,
+  ``unpaired_seeds``, ...) and the mean curves;
 * ``<config>_<metric>.png``: the metric against the epoch for every variant
-  (mean, band of ± one std) and the training loss.
+  (mean, band of ± one std) and the training loss;
+  ``<config>_<metric>_paired.png``: the per-seed differences with their
+  means and intervals.
+
+``--sharpness`` also measures every finished run's final checkpoint on fixed
+training batches (largest Hessian eigenvalue, epsilon-sharpness, with
+``--sharpness-trace S`` the Hessian trace; see
+``tools/analysis/sharpness.py``), keeps the numbers in the run's
+``sharpness.json`` (measured once) and adds a table of them, with their
+paired differences, to ``results.md`` and ``results.json``
+(``sharpness``).
 
 ``--report-only`` shows the state of every run and rebuilds the tables and
 plots from what is there.
@@ -71,6 +91,11 @@ from typing import Dict, List, Optional, Sequence
 from mmengine.config import DictAction
 
 from sema_mm.comparison.jobs import CompareBusyError
+from sema_mm.comparison.report_args import (
+    add_report_args,
+    check_report_args,
+    sharpness_options,
+)
 from sema_mm.comparison.runner import (
     LAUNCHERS,
     RunsFailed,
@@ -171,6 +196,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                         help='train finished runs again')
     parser.add_argument('--report-only', action='store_true',
                         help='train nothing; tabulate what is there')
+    add_report_args(parser)
     parser.add_argument(
         '--cfg-options', nargs='+', action=DictAction,
         help='overrides merged into every config (KEY=VALUE)')
@@ -190,6 +216,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         parser.error(f'--epochs must be >= 1, got {args.epochs}')
     if len(set(args.seeds)) != len(args.seeds):
         parser.error(f'--seeds repeat: {args.seeds}')
+    check_report_args(parser, args)
     return args
 
 
@@ -224,7 +251,8 @@ def main(argv: Optional[Sequence[str]] = None) -> List:
             configs, variants, args.seeds, args.work_root, settings,
             metric=args.metric, rule=args.rule, force=args.force,
             train=not args.report_only, header=f'`{command}`\n',
-            command=command)
+            command=command, bootstrap=args.bootstrap,
+            sharpness=sharpness_options(args))
     except CompareBusyError as e:
         print(f'error: {e}', file=sys.stderr)
         sys.exit(2)

@@ -28,7 +28,10 @@ It needs no download:
 Options: ``--seeds``, ``--variants`` (any of baseline, ema, sema, swa,
 lookahead, with options as in ``tools/compare.py``), ``--momentum``,
 ``--epochs``, ``--train-size``, ``--label-noise``, ``--data-seed``,
-``--threads``, ``--force`` (train finished runs again).
+``--threads``, ``--force`` (train finished runs again), and, as in
+``tools/compare.py``, ``--bootstrap N`` (bootstrap intervals of the paired
+differences) and ``--sharpness`` (measure the final weights of every run;
+``--sharpness-batches``, ``--sharpness-eps``, ``--sharpness-trace``).
 
 ``--config CONFIG`` keeps the single-run demo: it trains that one config
 (e.g. ``configs/demo/resnet_digits_{baseline,ema,sema}.py``) with seed
@@ -50,6 +53,12 @@ from mmengine.logging import print_log
 from mmengine.runner import Runner
 
 from sema_mm import SwitchEMAHook
+from sema_mm.comparison.paired_stats import format_interval
+from sema_mm.comparison.report_args import (
+    add_report_args,
+    check_report_args,
+    sharpness_options,
+)
 from sema_mm.comparison.results import read_scalars as read_scalars_file
 from sema_mm.comparison.runner import Settings, compare
 from sema_mm.comparison.variants import (
@@ -59,6 +68,7 @@ from sema_mm.comparison.variants import (
     set_epochs,
 )
 from sema_mm.datasets.digits import make_digits
+from sema_mm.studies.sharpness import markdown_sharpness
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 COMPARED_CONFIG = osp.join(REPO, 'configs', 'demo', 'resnet_digits_sema.py')
@@ -119,7 +129,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument(
         '--config', default=None,
         help='train only this config (the single-run demo)')
+    add_report_args(parser)
     args = parser.parse_args(argv)
+    check_report_args(parser, args)
     if args.epochs < 1:
         parser.error(f'--epochs must be >= 1, got {args.epochs}')
     if args.threads < 1:
@@ -174,7 +186,8 @@ def run_comparison(args: argparse.Namespace) -> list:
     start = time.perf_counter()
     results = compare(
         dict(digits=COMPARED_CONFIG), variants, args.seeds, args.work_dir,
-        settings, force=args.force, header=header + '\n')
+        settings, force=args.force, header=header + '\n',
+        bootstrap=args.bootstrap, sharpness=sharpness_options(args))
     wall = time.perf_counter() - start
     res = results[0]
     print('\n' + '=' * 78)
@@ -182,6 +195,14 @@ def run_comparison(args: argparse.Namespace) -> list:
     print(f'val top-1 accuracy (%), mean ± std over {len(args.seeds)} '
           'seeds; EMA and SEMA are evaluated on the EMA weights\n')
     print(res.table)
+    if res.paired:
+        print('\npaired differences of the final top-1 (same seed; '
+              'positive: better):')
+        for diff in res.paired:
+            print('  ' + format_interval(diff))
+    if res.sharpness:
+        print('\nsharpness of the final weights:\n' +
+              markdown_sharpness(res.sharpness))
     print(f'\nplot: {res.plot}')
     print(f'table: {osp.join(args.work_dir, "results.md")}')
     print(f'wall time: {wall:.0f} s')

@@ -15,7 +15,9 @@ The work dir of every run is ``<work_root>/<config name>/<variant>/seed<s>``
 * for runs started as jobs: ``job.json`` (the launcher, the slurm job id or
   pid, the log), ``attempt.json`` (written by the job) and the log,
   ``train.log`` or ``slurm-<job id>.log`` (see :mod:`.launchers`);
-* ``run.lock``: held by whatever trains the run.
+* ``run.lock``: held by whatever trains the run;
+* ``sharpness.json``: the sharpness of its final checkpoint, once measured
+  (``compare(..., sharpness=...)``, see :mod:`sema_mm.studies.sharpness`).
 
 A run whose ``finished.json`` matches the digest of the config it would
 train is skipped. An unfinished run of the same config is resumed from its
@@ -46,16 +48,29 @@ import shutil
 import sys
 import uuid
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import IO, Callable, Dict, List, Optional, Sequence, Tuple
 
 from mmengine.config import Config
 from mmengine.logging import MMLogger, print_log
 
 from ..records import read_json, write_json, write_text
+from ..studies.sharpness import (
+    SharpnessOptions,
+    final_checkpoint,
+    markdown_sharpness,
+    measure_checkpoint,
+)
 from .job_wrapper import FINISHED, STARTED
 from .jobs import Outcome, Scheduler, root_lock
 from .launchers import InProcessLauncher, LocalLauncher, SlurmLauncher, Task
+from .paired_stats import (
+    PairedDifference,
+    markdown_paired,
+    paired_comparisons,
+    paired_difference,
+    plot_paired,
+)
 from .progress import BoardHook, ProgressBoard
 from .results import (
     VariantSummary,
@@ -496,6 +511,12 @@ class ConfigResult:
         plot (str, optional): The PNG written.
         switches (str): The Markdown table of each run's SEMA switches
             (``''`` when no run switched).
+        paired (list): Each variant against the baseline and EMA, seed by
+            seed (:class:`~.paired_stats.PairedDifference` of the final
+            values).
+        paired_plot (str, optional): The PNG of the per-seed differences.
+        sharpness (dict): Variant label -> (seed -> the sharpness of the
+            run's final checkpoint); empty unless measured.
     """
 
     name: str
@@ -506,11 +527,14 @@ class ConfigResult:
     table: str
     plot: Optional[str] = None
     switches: str = ''
+    paired: List[PairedDifference] = field(default_factory=list)
+    paired_plot: Optional[str] = None
+    sharpness: Dict[str, Dict[int, dict]] = field(default_factory=dict)
 
 
 def collect(runs: Sequence[Run], metric: Optional[str] = None,
-            rule: Optional[str] = None, plot_dir: Optional[str] = None
-            ) -> List[ConfigResult]:
+            rule: Optional[str] = None, plot_dir: Optional[str] = None,
+            bootstrap: int = 0) -> List[ConfigResult]:
     """Read the logs of ``runs`` and compare the variants of each config.
 
     Args:
@@ -519,7 +543,10 @@ def collect(runs: Sequence[Run], metric: Optional[str] = None,
             otherwise (see :func:`~sema_mm.comparison.results.pick_metric`).
         rule (str, optional): ``'greater'`` or ``'less'``; from the
             metric's name otherwise.
-        plot_dir (str, optional): Write ``<config>_<metric>.png`` here.
+        plot_dir (str, optional): Write ``<config>_<metric>.png`` (and
+            ``<config>_<metric>_paired.png``) here.
+        bootstrap (int): 0: Student's t intervals of the paired
+            differences; else bootstrap intervals with this many resamples.
 
     Returns:
         list: One :class:`ConfigResult` per config, in order.
@@ -552,19 +579,112 @@ def collect(runs: Sequence[Run], metric: Optional[str] = None,
                     [w for w in walls if w is not None],
                     {r.seed: logs[id(r)].switch_distance() for r in vruns}))
         table = markdown_table(summaries, chosen, how, step_name)
-        plot = None
+        paired = paired_comparisons(
+            {s.label: dict(zip(s.seeds, s.final_values)) for s in summaries},
+            how, bootstrap)
+        plot = paired_plot = None
         if plot_dir is not None:
             os.makedirs(plot_dir, exist_ok=True)
             safe = chosen.replace('/', '_')
             plot = plot_curves(
                 summaries, chosen, osp.join(plot_dir, f'{name}_{safe}.png'),
                 title=name, step_name=step_name)
+            if paired:
+                paired_plot = plot_paired(
+                    paired, osp.join(plot_dir, f'{name}_{safe}_paired.png'),
+                    chosen, title=name)
         switches = switch_table([(r.variant.label, r.seed, logs[id(r)])
                                  for r in mine])
         results.append(
             ConfigResult(name, chosen, how, step_name, summaries, table,
-                         plot, switches))
+                         plot, switches, paired, paired_plot))
     return results
+
+
+SHARPNESS_FILE = 'sharpness.json'
+
+
+def run_sharpness(run: Run, options: SharpnessOptions) -> Optional[dict]:
+    """The sharpness of the final checkpoint of a finished run (see
+    :mod:`sema_mm.studies.sharpness`), measured once: kept in the run's
+    ``sharpness.json`` with the options and the checkpoint it belongs to.
+
+    Returns:
+        dict or None: The measures; None when the run has not finished or
+        has no checkpoint.
+    """
+    checkpoint = final_checkpoint(run.work_dir)
+    if read_finished(run.work_dir) is None or checkpoint is None:
+        return None
+    key = dict(options.key(), checkpoint=osp.basename(checkpoint),
+               mtime_ns=os.stat(checkpoint).st_mtime_ns)
+    path = osp.join(run.work_dir, SHARPNESS_FILE)
+    cached = read_json(path)
+    if cached is not None and cached.get('key') == key:
+        return cached['result']
+    result = measure_checkpoint(config_file(run), checkpoint, options)
+    result['checkpoint'] = osp.relpath(checkpoint, run.work_dir)
+    write_json(path, dict(key=key, result=result))
+    log(f'sharpness of {run.name}: ' + ', '.join(
+        f'{k} {result[k]:.4g}' for k in ('loss', 'lambda_max',
+                                         'eps_sharpness', 'trace')
+        if result[k] is not None) + f' ({result["seconds"]:.0f} s)')
+    return result
+
+
+def add_sharpness(results: Sequence[ConfigResult], runs: Sequence[Run],
+                  options: SharpnessOptions,
+                  threads: Optional[int] = None) -> None:
+    """Measure (or read) the sharpness of every finished run, with
+    ``threads`` torch CPU threads if given, and put it into the
+    :class:`ConfigResult` of its config."""
+    import torch
+
+    by_name = {res.name: res for res in results}
+    before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        for run in runs:
+            res = by_name.get(run.config_name)
+            result = run_sharpness(run, options) if res is not None else None
+            if result is not None:
+                res.sharpness.setdefault(run.variant.label,
+                                         {})[run.seed] = result
+    finally:
+        torch.set_num_threads(before)
+
+
+def sharpness_section(res: ConfigResult) -> str:
+    """The Markdown of the measured sharpness of one config: the table
+    of the variants, and the paired differences of ``lambda_max`` and
+    epsilon-sharpness against the baseline and EMA."""
+    first = next(iter(next(iter(res.sharpness.values())).values()))
+    parts = [
+        'Sharpness of the final weights (mean ± std over seeds; the '
+        f'training loss over {first["batches"]} fixed training batches, '
+        f'{first["images"]} images, test pipeline, eval mode; ε = '
+        f'{first["eps"]} x ||w||; see tools/analysis/sharpness.py):\n',
+        markdown_sharpness(res.sharpness) + '\n'
+    ]
+    for key, name in (('lambda_max', 'λ_max'),
+                      ('eps_sharpness', 'ε-sharpness')):
+        values = {
+            label: {s: r[key] for s, r in runs.items()
+                    if r.get(key) is not None}
+            for label, runs in res.sharpness.items()
+        }
+        diffs = [
+            paired_difference(values[label], values[ref], label, ref)
+            for ref in ('baseline', 'EMA') if values.get(ref)
+            for label in values
+            if label != ref and not (ref == 'EMA' and label == 'baseline')
+        ]
+        if diffs:
+            parts.append(f'Paired differences of {name}, variant - '
+                         'reference (negative: flatter):\n')
+            parts.append(markdown_paired(diffs, digits=4) + '\n')
+    return '\n'.join(parts)
 
 
 def write_report(results: Sequence[ConfigResult], work_root: str,
@@ -578,11 +698,21 @@ def write_report(results: Sequence[ConfigResult], work_root: str,
     for res in results:
         parts.append(f'### {res.name}: val {res.metric}\n')
         parts.append(res.table + '\n')
+        if res.paired:
+            parts.append(
+                f'Paired differences of the final {res.metric} (same seed, '
+                'positive: better):\n')
+            parts.append(markdown_paired(res.paired) + '\n')
+        if res.sharpness:
+            parts.append(sharpness_section(res))
         if res.switches:
             parts.append('SEMA switches per run:\n\n' + res.switches + '\n')
         if res.plot:
             parts.append(f'![{res.name}]({osp.relpath(res.plot, work_root)})'
                          '\n')
+        if res.paired_plot:
+            parts.append(f'![{res.name}: paired differences]'
+                         f'({osp.relpath(res.paired_plot, work_root)})\n')
     text = '\n'.join(parts)
     os.makedirs(work_root, exist_ok=True)
     write_text(osp.join(work_root, 'results.md'), text)
@@ -597,7 +727,10 @@ def write_report(results: Sequence[ConfigResult], work_root: str,
                  final_values=s.final_values, wall_s=clean(s.wall_s),
                  curve={str(k): v[0] for k, v in s.curve.items()})
             for s in r.summaries
-        ]) for r in results
+        ], paired=[d.to_dict() for d in r.paired],
+             sharpness={label: {str(s): m for s, m in runs.items()}
+                        for label, runs in r.sharpness.items()})
+        for r in results
     ]
     write_json(osp.join(work_root, 'results.json'), data)
     return text
@@ -608,7 +741,9 @@ def compare(configs: Dict[str, str], variants: Sequence[Variant],
             settings: Optional[Settings] = None,
             metric: Optional[str] = None, rule: Optional[str] = None,
             force: bool = False, train: bool = True, header: str = '',
-            command: str = '') -> List[ConfigResult]:
+            command: str = '', bootstrap: int = 0,
+            sharpness: Optional[SharpnessOptions] = None
+            ) -> List[ConfigResult]:
     """Train (or skip) every run, then compare.
 
     Args:
@@ -626,6 +761,12 @@ def compare(configs: Dict[str, str], variants: Sequence[Variant],
         header (str): Text put before the tables in ``results.md``.
         command (str): The command line, shown to a second comparison on
             the same root.
+        bootstrap (int): 0: Student's t intervals of the paired
+            differences; else bootstrap intervals with this many resamples.
+        sharpness (SharpnessOptions, optional): Measure the sharpness of
+            every finished run's final checkpoint (see
+            :mod:`sema_mm.studies.sharpness`;
+            kept in the run's ``sharpness.json``) and add it to the report.
 
     Returns:
         list: One :class:`ConfigResult` per config; empty when the runs
@@ -660,7 +801,10 @@ def compare(configs: Dict[str, str], variants: Sequence[Variant],
     if unfinished:
         header += ('\nNot finished (their curves so far are included): ' +
                    ', '.join(unfinished) + '\n')
-    results = collect(runs, metric, rule, plot_dir=work_root)
+    results = collect(runs, metric, rule, plot_dir=work_root,
+                      bootstrap=bootstrap)
+    if sharpness is not None:
+        add_sharpness(results, runs, sharpness, settings.threads)
     write_report(results, work_root, header)
     if failed:
         raise RunsFailed(failed, results)

@@ -6,6 +6,8 @@ this package.
 :mod:`~sema_mm.studies.decision` (accuracy, calibration and
 decision-boundary width of 2-D classifiers),
 :mod:`~sema_mm.studies.landscape` (loss landscapes of checkpoints),
+:mod:`~sema_mm.studies.sharpness` (Hessian eigenvalue, epsilon-sharpness and
+trace of trained weights on fixed training batches),
 :mod:`~sema_mm.studies.lookahead` (registers the ``Lookahead`` optimizer)
 and :mod:`~sema_mm.studies.lr_schedules` (registers ``SWAConstantLR``).
 Each is imported where it is used.
