@@ -1,4 +1,5 @@
-"""Test-only helpers for sharded (FSDP) runs of the toy task.
+"""Test-only helpers for sharded runs of the toy task (FSDP, and DDP with
+``SwitchEMAHook(shard=True)``).
 
 Import with ``custom_imports=dict(imports=['tests.toy', 'tests.fsdp_toy'])``.
 
@@ -11,6 +12,13 @@ Import with ``custom_imports=dict(imports=['tests.toy', 'tests.fsdp_toy'])``.
   statistics, which are not sharded), its own buffers (``buffers``,
   unwrapped names: the normalisation statistics differ between ranks) and,
   with ``buffers='average'``, its EMA's statistics (``ema_norm_stats``).
+* :class:`SwitchProbeHook`: after every switch, every rank writes
+  ``work_dir/rank{rank}_switch{n}.pth`` with its model's state dict.
+* :class:`GatherChunkHook`: with ``shard=True``, gathers of at most
+  ``elements`` per rank (many all-gathers per gather on the toy model).
+* :class:`StartProbeHook`: when training starts (after a resume), rank 0
+  writes ``work_dir/start.pth`` with the whole EMA (gathered on every
+  rank) and the model's state dict.
 """
 import os.path as osp
 
@@ -95,3 +103,64 @@ class NaNShardHook(Hook):
         torch.save(dict(rank=runner.rank, iteration=self.iteration,
                         name=name),
                    osp.join(runner.work_dir, 'nan_injected.pth'))
+
+
+def _sema_hook(runner) -> SwitchEMAHook:
+    return next(h for h in runner.hooks if isinstance(h, SwitchEMAHook))
+
+
+@HOOKS.register_module()
+class SwitchProbeHook(Hook):
+    """Save every rank's model after every switch."""
+
+    priority = 'LOW'  # after SwitchEMAHook (NORMAL)
+
+    def __init__(self) -> None:
+        self.seen = 0
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None,
+                         outputs=None) -> None:
+        self._probe(runner)
+
+    def after_train_epoch(self, runner) -> None:
+        self._probe(runner)
+
+    def _probe(self, runner) -> None:
+        switches = _sema_hook(runner).num_switches
+        if switches == self.seen:
+            return
+        self.seen = switches
+        model = runner.model
+        model = model.module if is_model_wrapper(model) else model
+        torch.save({k: v.clone() for k, v in model.state_dict().items()},
+                   osp.join(runner.work_dir,
+                            f'rank{runner.rank}_switch{switches}.pth'))
+
+
+@HOOKS.register_module()
+class StartProbeHook(Hook):
+    """Save the whole EMA and the model when training starts."""
+
+    priority = 'LOW'  # after SwitchEMAHook (NORMAL)
+
+    def before_train(self, runner) -> None:
+        ema = _sema_hook(runner).full_ema_state_dict()  # on every rank
+        model = runner.model
+        model = model.module if is_model_wrapper(model) else model
+        if runner.rank == 0:
+            torch.save(dict(ema=ema, model=model.state_dict()),
+                       osp.join(runner.work_dir, 'start.pth'))
+
+
+@HOOKS.register_module()
+class GatherChunkHook(Hook):
+    """Make the gathers of a DDP-sharded EMA send ``elements`` per rank per
+    all-gather."""
+
+    priority = 'LOW'
+
+    def __init__(self, elements: int) -> None:
+        self.elements = elements
+
+    def before_train(self, runner) -> None:
+        _sema_hook(runner).averager.shards.gather_chunk = self.elements

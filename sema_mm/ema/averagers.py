@@ -22,7 +22,7 @@ checkpoints (:mod:`sema_mm.ema.checkpoints`).
 :func:`~sema_mm.ema.factory.build_averager` picks the strategy for a model
 and a config.
 """
-from typing import Callable, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from mmengine.model import BaseAveragedModel
 from torch import Tensor, nn
@@ -103,11 +103,11 @@ class Averager:
             sync.restart()
 
     def after_step(self, ready: Callable[[], bool],
-                   finite: Callable[[], bool]) -> bool:
+                   finite: Optional[Callable[[], bool]]) -> bool:
         """After an optimizer step: fold the weights in when ``ready()``
-        (the optimizer stepped) and ``finite()`` holds on every rank;
-        whether the EMA moved."""
-        if ready() and self.agree(finite()):
+        (the optimizer stepped) and ``finite()`` holds on every rank (None:
+        no check, nothing to agree on); whether the EMA moved."""
+        if ready() and (finite is None or self.agree(finite())):
             self.update()
             return True
         return False
@@ -123,6 +123,24 @@ class Averager:
         if schedule is None or not schedule.warmup_iters:
             return None
         return schedule.momentum_at
+
+    def full_state(self) -> Dict[str, Tensor]:
+        """The whole EMA as a state dict of the model: the EMA's averaged
+        tensors, the model's own for everything else (copies). A sharded
+        EMA gathers it: a collective, call it on every rank."""
+        state = {
+            k: v.detach().clone()
+            for k, v in self.model.state_dict().items()
+        }
+        for name, tensor in zip(self.pairs.grouped_names,
+                                self.pairs.averaged_tensors()):
+            state[name] = tensor.detach().clone()
+        return state
+
+    def prepare_checkpoint(self, ema_is_model: bool) -> None:
+        """Called on every rank before a checkpoint is saved, where a
+        collective may run (mmengine saves on rank 0 only); here nothing.
+        ``ema_is_model``: the EMA equals the model's weights."""
 
     def save(self, checkpoint: dict, ema_is_model: bool) -> None:
         """Put the EMA into ``checkpoint``; ``ema_is_model``: averaging has
@@ -232,7 +250,7 @@ class ModelTeacher(Averager):
         """Nothing: the teacher is the model's, as loaded."""
 
     def after_step(self, ready: Callable[[], bool],
-                   finite: Callable[[], bool]) -> bool:
+                   finite: Optional[Callable[[], bool]]) -> bool:
         """The model moved its teacher itself."""
         return True
 

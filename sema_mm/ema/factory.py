@@ -3,6 +3,9 @@ for a model and the hook's options: :func:`build_averager`.
 
 * A sharded model (FSDP1, FSDP2; :func:`sema_mm.sharding.find_sharded`)
   gets a :class:`~sema_mm.ema.sharded.ShardedEMA` of its local shards.
+* With ``shard=True`` and several ranks, any other model (DDP: the ranks
+  hold the same weights) gets a :class:`~sema_mm.ema.sharded.DDPShardedEMA`
+  (each rank averages 1/W of it, :class:`~sema_mm.sharding.DDPShards`).
 * A self-teaching model with one momentum teacher that copies top-level
   modules gets :class:`~sema_mm.ema.averagers.ModelTeacher` (``teacher``).
 * Any other model gets a separate averaged model of ``ema_type``:
@@ -11,18 +14,20 @@ for a model and the hook's options: :func:`build_averager`.
 """
 from typing import List, Optional, Sequence
 
+from mmengine.dist import get_world_size
 from mmengine.logging import print_log
 from mmengine.model import BaseAveragedModel
 from mmengine.registry import MODELS
 from torch import nn
 
 from ..errors import require
-from ..sharding import ShardAdapter, find_sharded
+from ..sharding import DDPShards, ShardAdapter, find_sharded
 from .averagers import Averager, ModelTeacher, OwnEMA, OwnFusedEMA
 from .fused_ema import FusedEMA, select_averaged_names
 from .momentum import MomentumSchedule
-from .sharded import ShardedEMA
+from .sharded import DDPShardedEMA, ShardedEMA
 from .teachers import find_momentum_teachers, teacher_pairs
+from .tensor_pairs import name_matches
 
 
 def resolve_ema_type(ema_type: str) -> type:
@@ -67,45 +72,82 @@ def _model_teacher(model: nn.Module, teacher: Optional[str],
     return ModelTeacher(model, found[0], pairs)
 
 
+def _require_shardable(ema_type: str, teacher: Optional[str],
+                       what: str) -> None:
+    """Refuse the options a sharded EMA cannot follow (``what``: the
+    sharding, for the messages)."""
+    ema_cls = resolve_ema_type(ema_type)
+    require(
+        issubclass(ema_cls, FusedEMA),
+        f'ema_type={ema_type!r} copies the whole model and cannot be '
+        f'sharded ({what}); use the default ema_type=\'FusedEMA\', whose '
+        'sharded form keeps the EMA of each rank\'s shard.')
+    require(
+        teacher in (None, 'auto'),
+        f'teacher={teacher!r}: a momentum teacher cannot be the EMA of a '
+        f'sharded EMA ({what}; its shards do not line up with the online '
+        "modules'); use teacher=None.")
+
+
+def _sharded_ema(ema_cls: type, shards: ShardAdapter, model: nn.Module,
+                 momentum: float, options: dict, averages_norm_stats: bool,
+                 excluded: List[str], what: str) -> ShardedEMA:
+    """``ema_cls`` (a sharded EMA) of ``shards``; logs how much of the EMA
+    this rank holds (``what``: the sharding, for the message)."""
+    options = dict(options)
+    device = options.pop('device', None)
+    schedule = MomentumSchedule(momentum, options.pop('interval', 1),
+                                options.pop('warmup_iters', 0))
+    require(
+        not options,
+        f'unsupported options for a sharded EMA: {sorted(options)}.')
+    require(schedule.warmup_iters >= 0,
+            f'warmup_iters must be >= 0, got {schedule.warmup_iters}.')
+    averager = ema_cls(shards, model, schedule, averages_norm_stats,
+                       excluded, device)
+    local = sum(t.numel() for t in averager.pairs.averaged_tensors())
+    whole = sum(averager.global_numels.values())
+    print_log(
+        f'SwitchEMAHook: {what}: this rank holds {local} of {whole} '
+        'elements of the EMA' +
+        (f'; kept out: {", ".join(excluded)}' if excluded else '') + '.',
+        logger='current')
+    return averager
+
+
 def _sharded_averager(shards: ShardAdapter, model: nn.Module, ema_type: str,
                       momentum: float, options: dict,
                       teacher: Optional[str], averages_norm_stats: bool,
                       excluded: List[str]) -> ShardedEMA:
     """A :class:`~sema_mm.ema.sharded.ShardedEMA` after checking that the
     options fit a sharded model."""
-    ema_cls = resolve_ema_type(ema_type)
+    _require_shardable(ema_type, teacher, f'the model is {shards.name}')
     require(
-        issubclass(ema_cls, FusedEMA),
-        f'ema_type={ema_type!r} copies the whole model, which is '
-        f'sharded ({shards.name}); use the default ema_type=\'FusedEMA\', '
-        'whose sharded form keeps the EMA of each rank\'s shard.')
-    require(
-        teacher in (None, 'auto'),
-        f'teacher={teacher!r}: a momentum teacher cannot be the EMA of a '
-        'sharded model (its shards do not line up with the online '
-        "modules'); use teacher=None.")
-    options = dict(options)
-    require(
-        options.pop('device', None) is None,
+        options.get('device') is None,
         'device is not supported for a sharded (FSDP) model: the EMA is '
         'kept beside each rank\'s shard, 1 / (number of ranks) of the '
         'model, on its device. Remove `device` from SwitchEMAHook.')
-    schedule = MomentumSchedule(momentum, options.pop('interval', 1),
-                                options.pop('warmup_iters', 0))
-    require(
-        not options,
-        f'unsupported options for a sharded (FSDP) model: {sorted(options)}.')
-    require(schedule.warmup_iters >= 0,
-            f'warmup_iters must be >= 0, got {schedule.warmup_iters}.')
-    averager = ShardedEMA(shards, model, schedule, averages_norm_stats,
-                          excluded)
-    local = sum(t.numel() for t in averager.pairs.averaged_tensors())
-    print_log(
-        f'SwitchEMAHook: sharded model ({shards.name}): each rank keeps the '
-        f'EMA of its own shards ({local} elements on this rank)' +
-        (f'; kept out: {", ".join(excluded)}' if excluded else '') + '.',
-        logger='current')
-    return averager
+    return _sharded_ema(
+        ShardedEMA, shards, model, momentum, options, averages_norm_stats,
+        excluded, f'sharded model ({shards.name}), each rank keeps the EMA '
+        'of its own shards')
+
+
+def _ddp_sharded_averager(model: nn.Module, momentum: float, options: dict,
+                          averages_norm_stats: bool,
+                          excluded: List[str]) -> DDPShardedEMA:
+    """A :class:`~sema_mm.ema.sharded.DDPShardedEMA` of ``model``, whose
+    ranks hold the same weights (DDP)."""
+    names = [
+        n for n, p in model.named_parameters()
+        if p.is_floating_point() and not name_matches(n, excluded)
+    ]
+    shards = DDPShards(model, names)
+    return _sharded_ema(
+        DDPShardedEMA, shards, model, momentum, options,
+        averages_norm_stats, excluded,
+        f'shard=True (rank {shards.rank} of {shards.world_size}; '
+        'normalisation statistics, when averaged, are held whole)')
 
 
 def build_averager(model: nn.Module,
@@ -116,7 +158,8 @@ def build_averager(model: nn.Module,
                    averages_norm_stats: bool = False,
                    exclude: Sequence[str] = (),
                    auto_exclude: bool = True,
-                   wrapped: Optional[nn.Module] = None) -> Averager:
+                   wrapped: Optional[nn.Module] = None,
+                   shard: bool = False) -> Averager:
     """The EMA strategy for ``model`` (see the module docstring).
 
     Args:
@@ -135,14 +178,36 @@ def build_averager(model: nn.Module,
         auto_exclude (bool): Also exclude the model's momentum teachers.
         wrapped (nn.Module, optional): The runner's model before unwrapping
             (e.g. the FSDP1 wrapper). Defaults to ``model``.
+        shard (bool): Shard the EMA of a DDP model over the ranks (see
+            :mod:`sema_mm.sharding.ddp`).
     """
     options = dict(options or {})
     teachers = find_momentum_teachers(model)
     excluded = list(exclude) + (teachers if auto_exclude else [])
     shards = find_sharded(model if wrapped is None else wrapped)
     if shards is not None:
+        if shard:
+            print_log(
+                f'SwitchEMAHook: shard=True adds nothing to a sharded model '
+                f'({shards.name}): its EMA already follows its shards.',
+                logger='current')
         return _sharded_averager(shards, model, ema_type, momentum, options,
                                  teacher, averages_norm_stats, excluded)
+    if shard:
+        _require_shardable(ema_type, teacher, 'shard=True')
+        require(
+            _model_teacher(model, teacher, teachers,
+                           averages_norm_stats) is None,
+            'shard=True keeps a separate, sharded EMA, but teacher='
+            f'{teacher!r} takes the model\'s momentum teacher as the EMA; '
+            'use teacher=None (the teacher is then kept out of the EMA) '
+            'or shard=False.')
+        if get_world_size() > 1:
+            return _ddp_sharded_averager(model, momentum, options,
+                                         averages_norm_stats, excluded)
+        print_log(
+            'SwitchEMAHook: shard=True adds nothing in a single process: '
+            'the one rank holds the whole EMA.', logger='current')
     found = _model_teacher(model, teacher, teachers, averages_norm_stats)
     if found is not None:
         print_log(

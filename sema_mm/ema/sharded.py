@@ -45,9 +45,16 @@ in the formats of :mod:`sema_mm.ema.checkpoints`:
   of the model's weights, and ``ema_state_dict`` holds this rank's EMA
   shards by parameter name (``shards``), ``steps`` and the world size.
   Resuming needs the same number of ranks and the same wrapping.
+
+:class:`DDPShardedEMA` is the same EMA for a DDP model, whose ranks hold
+the whole weights (``SwitchEMAHook(shard=True)``): each rank averages a
+range of them (:class:`~sema_mm.sharding.DDPShards`), a switch or a swap
+makes the weights whole again with a gather (the adapter's ``publish``),
+and checkpoints have the form of an ordinary EMA, gathered to rank 0
+before mmengine saves there.
 """
 import logging
-from typing import Dict, Iterator, List, Sequence, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 from mmengine.dist import all_gather, all_reduce, get_rank, get_world_size
@@ -56,8 +63,8 @@ from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _NormBase
 
 from ..errors import require
-from ..sharding import ShardAdapter
-from ..switching.rank_check import check_shards_agree
+from ..sharding import DDPShards, ShardAdapter, flat_view
+from ..switching.rank_check import check_shards_agree, check_values_agree
 from .averagers import Averager
 from .checkpoints import (
     RANK_NORM_STATS,
@@ -211,11 +218,14 @@ class ShardedEMA(Averager):
             (``buffers='average'``).
         exclude (Sequence[str]): Names (parameters, buffers, modules) kept
             out of averaging and switching.
+        device (torch.device, optional): Where the EMA is held. Defaults to
+            each local tensor's device.
     """
 
     def __init__(self, shards: ShardAdapter, model: nn.Module,
                  schedule: MomentumSchedule, averages_norm_stats: bool,
-                 exclude: Sequence[str] = ()) -> None:
+                 exclude: Sequence[str] = (),
+                 device: Optional[torch.device] = None) -> None:
         self.shards = shards
         self.model = model
         self.schedule = schedule
@@ -239,7 +249,10 @@ class ShardedEMA(Averager):
                 src[name] = buffer.detach()
         names = list(src)
         self._extra_watched = shards.watched_for(names)
-        ema = {n: t.detach().clone() for n, t in src.items()}
+        ema = {
+            n: t.detach().to(device or t.device, copy=True)
+            for n, t in src.items()
+        }
         self.ema_model = EMAShards(tensor_tree(ema, norm_paths), schedule)
         self._sources = src
         self.pairs = self._make_pairs()
@@ -324,8 +337,9 @@ class ShardedEMA(Averager):
     @torch.no_grad()
     def full_state(self) -> Dict[str, Tensor]:
         """The whole EMA on every rank (a collective): the model's full
-        state dict with the averaged tensors replaced by the EMA's. For
-        inspection and tests; checkpoints use the strategy's form."""
+        state dict with the averaged tensors replaced by the EMA's
+        (``SwitchEMAHook.full_ema_state_dict``); checkpoints use the
+        strategy's form."""
         self._follow_buffers()
         self.pairs.swap()
         try:  # cloned before swapping back: buffers are not copies
@@ -466,3 +480,140 @@ class ShardedEMA(Averager):
         # model's own weights (checkpoint['state_dict']) over it.
         self.shards.scatter_full(ema_full)
         self.pairs.copy_to_averaged()
+
+
+class DDPShardedEMA(ShardedEMA):
+    """The EMA of a replicated (DDP) model, sharded over its ranks
+    (``SwitchEMAHook(shard=True)``; the layout and the gathers are
+    :class:`~sema_mm.sharding.DDPShards`).
+
+    Each rank averages its range of the averaged parameters; normalisation
+    statistics (``buffers='average'``), which differ between the ranks
+    between switches, are averaged whole by every rank, as under FSDP. A
+    switch and a validation or test swap write each rank's range into the
+    model, then make the model's weights whole again (one gather).
+    :attr:`ema_model` holds this rank's ranges only (1-D tensors under the
+    parameters' names); :meth:`full_state` gathers the whole EMA.
+
+    Checkpoints have the form of an ordinary EMA (:class:`~sema_mm.ema.
+    OwnEMA`): the same file as a replicated run's, which resumes with any
+    number of ranks, with or without ``shard``, and loads into a single
+    process. mmengine writes them on rank 0 only, where no collective can
+    run, so :meth:`prepare_checkpoint`, called on every rank before the
+    save, gathers the EMA for it (nothing when it equals the model, e.g.
+    right after a switch).
+
+    Args: as for :class:`ShardedEMA`, with ``shards`` a
+    :class:`~sema_mm.sharding.DDPShards`.
+    """
+
+    shards: DDPShards
+
+    def __init__(self, shards: DDPShards, model: nn.Module,
+                 schedule: MomentumSchedule, averages_norm_stats: bool,
+                 exclude: Sequence[str] = (),
+                 device: Optional[torch.device] = None) -> None:
+        super().__init__(shards, model, schedule, averages_norm_stats,
+                         exclude, device)
+        # What rank 0 saves while the EMA and (for "the EMA is the model")
+        # the model are unchanged (see _state_mark).
+        self._for_checkpoint: Optional[Tuple] = None
+
+    def seed(self) -> None:
+        self._for_checkpoint = None
+        super().seed()
+
+    def update(self) -> None:
+        self._for_checkpoint = None
+        super().update()
+
+    def load(self, checkpoint: dict) -> bool:
+        self._for_checkpoint = None
+        return super().load(checkpoint)
+
+    def check_ranks(self, where: str) -> None:
+        """The shards' layout and update counts (as :class:`ShardedEMA`),
+        and the ranks' weights, whole on every rank, by checksum."""
+        super().check_ranks(where)
+        check_values_agree(self.shards.whole_params(), where, 'weights')
+
+    def _state_mark(self, model_too: bool) -> Tuple:
+        """What must not change for a prepared checkpoint to stay valid:
+        the EMA (its update count) and, where the model stands for the
+        EMA, the model's averaged tensors (their version counters)."""
+        return (self.ema_model.num_steps,
+                [t._version for t in self.pairs.source_tensors()]
+                if model_too else None)
+
+    @torch.no_grad()
+    def _whole_ema(self, keep: bool = True,
+                   device: Optional[torch.device] = None
+                   ) -> Optional[Dict[str, Tensor]]:
+        """The averaged tensors, whole, by name, on ``device`` (default:
+        the EMA's); a collective. ``keep=False``: only send this rank's
+        share (None)."""
+        self._follow_buffers()
+        ema = dict(zip(self.pairs.grouped_names,
+                       self.pairs.averaged_tensors()))
+        sharded = {n: ema[n] for n in self.shards.params}
+        if not keep:
+            self.shards.gather(sharded)
+            return None
+        whole = {
+            n: self.shards.empty_whole(n, device or t.device)
+            for n, t in sharded.items()
+        }
+        self.shards.gather(sharded,
+                            {n: flat_view(t) for n, t in whole.items()})
+        for n in self.pairs.names:
+            if n not in whole:  # held whole by every rank
+                whole[n] = ema[n].detach().to(device or ema[n].device,
+                                              copy=True)
+        return whole
+
+    @torch.no_grad()
+    def full_state(self) -> Dict[str, Tensor]:
+        """The whole EMA on every rank (a collective, one gather): the
+        model's state dict with the averaged tensors replaced by the
+        EMA's (on the EMA's device)."""
+        state = {
+            k: v.detach().clone()
+            for k, v in self.shards.gather_full().items()
+        }
+        state.update(self._whole_ema())
+        return state
+
+    def prepare_checkpoint(self, ema_is_model: bool) -> None:
+        """Gather the EMA for the checkpoint that rank 0 saves next; a
+        collective, on every rank. ``ema_is_model``: the EMA equals the
+        model's weights (e.g. right after a switch), nothing to gather."""
+        saves = get_rank() == 0
+        ema = None if ema_is_model else self._whole_ema(
+            keep=saves, device=torch.device('cpu'))
+        self._for_checkpoint = (self._state_mark(ema_is_model),
+                                ema) if saves else None
+
+    def save(self, checkpoint: dict, ema_is_model: bool) -> None:
+        prepared = self._for_checkpoint
+        fresh = prepared is not None and \
+            prepared[0] == self._state_mark(prepared[1] is None)
+        if not (ema_is_model or fresh):
+            raise RuntimeError(
+                'SwitchEMAHook(shard=True): a checkpoint is being saved '
+                'where the EMA was not gathered for it (mmengine saves on '
+                'rank 0 only, where no collective can run). The hook '
+                'gathers it where CheckpointHook saves; before calling '
+                '`runner.save_checkpoint` yourself, call the hook\'s '
+                '`prepare_checkpoint()` on every rank.')
+        model_state = checkpoint['state_dict']
+        names = self.pairs.names
+        require(
+            all(n in model_state for n in names),
+            'shard=True: the checkpoint names the weights otherwise than the '
+            'model does (e.g. through the DDP wrapper, as FlexibleRunner '
+            "with DDPStrategy saves them); use the ordinary Runner.")
+        ema_full = prepared[1] if not ema_is_model and \
+            prepared[1] is not None else {n: model_state[n] for n in names}
+        checkpoint['ema_state_dict'] = full_ema_state(
+            model_state, ema_full, names,
+            torch.tensor(self.ema_model.num_steps))

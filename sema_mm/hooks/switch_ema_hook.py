@@ -16,7 +16,7 @@ keeps training from there::
 This file is the hook's lifecycle: when to seed, update, switch and save.
 """
 import logging
-from typing import Optional, Sequence
+from typing import Dict, Optional, Sequence
 
 import torch
 from mmengine.hooks import EMAHook
@@ -34,6 +34,7 @@ from ..switching.norm_stats import NORM_STATS_POLICIES, SwitchContext
 from ..switching.pullback import log_pullback
 from ..switching.scalars import record_switch
 from ..switching.schedule import SwitchSchedule
+from .checkpoint_due import best_checkpoint_possible, checkpoint_due
 
 
 @HOOKS.register_module()
@@ -109,6 +110,14 @@ class SwitchEMAHook(EMAHook):
             is seeded from the weights then. Defaults to 0.
         begin_epoch (int): Epoch (0-based) whose first iteration is the first
             update; exclusive with ``begin_iter``. Defaults to 0.
+        shard (bool): Under DDP with W ranks, each rank keeps and updates
+            only its 1/W of the EMA (:mod:`sema_mm.sharding.ddp`); the EMA
+            is gathered at switches, validation and test, and checkpoints
+            (bit-identical results, the same checkpoints). ``ema_model``
+            then holds this rank's share; :meth:`full_ema_state_dict` gives
+            the whole EMA. Needs the default ``ema_type`` and a separate
+            EMA (not the model's teacher). Adds nothing in a single process
+            or under FSDP, which shards the EMA already. Defaults to False.
         **kwargs: Passed to the averaged model, e.g. ``warmup_iters``,
             ``interval`` or ``device`` (``'cpu'``) for ``FusedEMA``; with
             ``device='cpu'`` and a model on a GPU the updates overlap
@@ -135,6 +144,7 @@ class SwitchEMAHook(EMAHook):
                  ema_type: str = 'FusedEMA',
                  begin_iter: int = 0,
                  begin_epoch: int = 0,
+                 shard: bool = False,
                  **kwargs) -> None:
         require(
             isinstance(momentum, (int, float)) and 0 < momentum < 1,
@@ -167,6 +177,8 @@ class SwitchEMAHook(EMAHook):
             and not (begin_iter and begin_epoch),
             'begin_iter and begin_epoch must be >= 0 and at most one of them '
             f'set (got begin_iter={begin_iter}, begin_epoch={begin_epoch}).')
+        require(isinstance(shard, bool),
+                f'shard must be True or False, got {shard!r}.')
         require('update_buffers' not in kwargs,
                 "use buffers='average' instead of update_buffers=True.")
         self.ema_type = ema_type
@@ -181,6 +193,7 @@ class SwitchEMAHook(EMAHook):
         self.auto_exclude = auto_exclude
         self.teacher = teacher
         self.check_ranks = check_ranks
+        self.shard = shard
         self.pullback_threshold = pullback_threshold
         self.num_switches = 0
         self._resumed_at: Optional[int] = None
@@ -222,7 +235,7 @@ class SwitchEMAHook(EMAHook):
             teacher=self.teacher,
             averages_norm_stats=self.norm_stats.averaged,
             exclude=self.exclude, auto_exclude=self.auto_exclude,
-            wrapped=model)
+            wrapped=model, shard=self.shard)
         self.ema_model = self.averager.ema_model
         self.sync = ModelSync(self.averager.watched_tensors,
                               self.averager.initial_state)
@@ -248,6 +261,28 @@ class SwitchEMAHook(EMAHook):
             num_switches=self.num_switches,
             skipped_updates=self.nonfinite.skipped)
         self.averager.save(checkpoint, ema_is_model=not self.sync.started)
+
+    def prepare_checkpoint(self) -> None:
+        """Get the EMA ready for the next checkpoint; a collective: call it
+        on every rank. Only ``shard=True`` needs it (it gathers the EMA
+        there, as mmengine saves on rank 0 only), and the hook calls it
+        itself where ``CheckpointHook`` saves; call it before calling
+        ``runner.save_checkpoint`` yourself."""
+        if self.sync.started:
+            self.averager.prepare_checkpoint(ema_is_model=self.sync.in_sync)
+
+    def full_ema_state_dict(self) -> Dict[str, torch.Tensor]:
+        """The whole EMA as a state dict of the (unwrapped) model: the
+        EMA's averaged tensors, the model's own for everything else
+        (copies). With ``shard=True`` or FSDP it is gathered from the
+        ranks: a collective, call it on every rank. Before averaging
+        begins (``begin_iter``) the model's weights stand for the EMA."""
+        if not self.sync.started:
+            return {
+                k: v.detach().clone()
+                for k, v in self.src_model.state_dict().items()
+            }
+        return self.averager.full_state()
 
     # ------------------------------------------------------------- training
     def before_train(self, runner) -> None:
@@ -295,6 +330,7 @@ class SwitchEMAHook(EMAHook):
             return
         if self.averager.after_step(
                 getattr(runner.optim_wrapper, 'should_update', lambda: True),
+                None if self.nonfinite.mode is None else
                 lambda: self.nonfinite.allows_update(runner,
                                                      self.averager.pairs)):
             self.sync.updated()
@@ -303,6 +339,8 @@ class SwitchEMAHook(EMAHook):
             self._switch(
                 runner, f'iteration {runner.iter + 1}', runner.iter + 1,
                 per_epoch and runner.epoch + (batch_idx + 1) / per_epoch)
+        if checkpoint_due(runner, 'iter'):
+            self.prepare_checkpoint()
 
     def after_train_epoch(self, runner) -> None:
         """Switch at the end of every ``switch_interval``-th epoch. The EMA
@@ -311,6 +349,8 @@ class SwitchEMAHook(EMAHook):
         if self.schedule.due_after_epoch(runner.epoch):
             self._switch(runner, f'the end of epoch {runner.epoch + 1}',
                          runner.iter, runner.epoch + 1)
+        if checkpoint_due(runner, 'epoch'):
+            self.prepare_checkpoint()
 
     def _switch(self, runner, where: str, step: int,
                 epoch: Optional[float]) -> None:
@@ -370,8 +410,14 @@ class SwitchEMAHook(EMAHook):
         self._swap()
 
     def after_val_epoch(self, runner, metrics=None) -> None:
+        """Restore the model's weights (and get the EMA ready for a best
+        checkpoint)."""
+        self._swap()
+        if best_checkpoint_possible(runner):
+            self.prepare_checkpoint()
+
+    def after_test_epoch(self, runner, metrics=None) -> None:
         """Restore the model's weights."""
         self._swap()
 
     before_test_epoch = before_val_epoch
-    after_test_epoch = after_val_epoch

@@ -4,7 +4,9 @@
 sharded, returns its :class:`~.adapter.ShardAdapter` (the protocol is
 described in :mod:`.adapter`): :class:`~.fsdp1.FSDP1Shards` for
 ``FullyShardedDataParallel``, :class:`~.fsdp2.DTensorShards` for FSDP2
-(``fully_shard``) and other DTensor parameters.
+(``fully_shard``) and other DTensor parameters. :class:`~.ddp.DDPShards`
+shards the EMA of a DDP model over its ranks (``SwitchEMAHook(shard=True)``;
+not found by :func:`find_sharded`: the model itself is not sharded).
 :class:`~.fsdp2_strategy.FSDP2Strategy` runs FSDP2 in mmengine's
 ``FlexibleRunner`` (registered in ``STRATEGIES``).
 """
@@ -13,6 +15,7 @@ from typing import Optional
 from torch import nn
 
 from .adapter import ShardAdapter, clean_name, dtensor_params
+from .ddp import DDPShards, flat_view
 from .fsdp1 import FSDP1Shards, is_fsdp1
 from .fsdp2 import DTensorShards
 from .fsdp2_strategy import FSDP2Strategy
@@ -29,6 +32,6 @@ def find_sharded(model: nn.Module) -> Optional[ShardAdapter]:
 
 
 __all__ = [
-    'ShardAdapter', 'FSDP1Shards', 'DTensorShards', 'FSDP2Strategy',
-    'find_sharded', 'clean_name'
+    'ShardAdapter', 'FSDP1Shards', 'DTensorShards', 'DDPShards',
+    'FSDP2Strategy', 'find_sharded', 'clean_name', 'flat_view'
 ]

@@ -15,6 +15,11 @@ sharding says (:meth:`~sema_mm.sharding.adapter.ShardAdapter.covers`: a
 whole number of copies for FSDP, once with ``FULL_SHARD``), i.e. no shard
 is missing or counted twice.
 
+A DDP model whose EMA is sharded (``shard=True``,
+:class:`~sema_mm.ema.sharded.DDPShardedEMA`) holds the whole weights on
+every rank: besides the shards' layout, the weights' checksums are compared
+as the EMA's are without sharding (:func:`check_values_agree`; no gather).
+
 Each averager runs the check that fits it
 (:meth:`~sema_mm.ema.averagers.Averager.check_ranks`).
 """
@@ -23,6 +28,7 @@ from typing import Callable, Dict
 
 import torch
 from mmengine.dist import all_gather, get_rank, get_world_size
+from torch import Tensor
 
 from ..ema.tensor_pairs import TensorPairs
 
@@ -36,20 +42,32 @@ def check_ranks_agree(pairs: TensorPairs, where: str) -> None:
         where (str): When the check runs, for the message (e.g. ``'the end
             of epoch 3'``).
     """
+    check_values_agree(
+        dict(zip(pairs.grouped_names, pairs.averaged_tensors())), where,
+        'EMA')
+
+
+@torch.no_grad()
+def check_values_agree(tensors: Dict[str, Tensor], where: str,
+                       what: str) -> None:
+    """Raise ``RuntimeError`` if ``tensors`` differ between the ranks (one
+    float64 checksum pair per tensor, one ``all_gather``); ``what`` they
+    are, for the message."""
     if get_world_size() == 1:
         return
     local = torch.stack([
         torch.stack([t.sum(dtype=torch.float64),
-                     t.double().norm()]) for t in pairs.averaged_tensors()
+                     t.double().norm()]) for t in tensors.values()
     ]).flatten()
+    names = list(tensors)
     for rank, other in enumerate(all_gather(local)):
         if torch.equal(other.cpu(), local.cpu()):
             continue
         index = int((other.cpu() != local.cpu()).nonzero()[0]) // 2
         raise RuntimeError(
-            f'SwitchEMAHook: at {where}, the EMA of rank {get_rank()} '
+            f'SwitchEMAHook: at {where}, the {what} of rank {get_rank()} '
             f'differs from that of rank {rank}; first differing parameter: '
-            f'`{pairs.grouped_names[index]}`. The ranks no longer train the '
+            f'`{names[index]}`. The ranks no longer train the '
             'same model: check for rank-dependent code or a missing gradient '
             'synchronisation.')
 
