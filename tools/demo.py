@@ -59,6 +59,7 @@ from sema_mm.comparison.variants import (
     set_epochs,
 )
 from sema_mm.datasets.digits import make_digits
+from sema_mm.resume import use_resumable_loop
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 COMPARED_CONFIG = osp.join(REPO, 'configs', 'demo', 'resnet_digits_sema.py')
@@ -327,6 +328,7 @@ def run_single(args: argparse.Namespace) -> dict:
     """Train ``--config`` once and print its summary; return it."""
     data = write_data(args)
     cfg = build_config(args)
+    use_resumable_loop(cfg)
     runner = Runner.from_cfg(cfg)
     recorder = HookMessages()
     runner.logger.addHandler(recorder)
