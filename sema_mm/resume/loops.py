@@ -32,7 +32,10 @@ checkpoint is known):
   signalled, the same one on every rank, see
   :class:`~.preemption.StopAgreement`), writes ``iter_<N>.pth`` into the
   work dir through ``Runner.save_checkpoint`` (every hook's
-  ``before_save_checkpoint`` runs; written atomically, on rank 0), points
+  ``before_save_checkpoint`` runs; written atomically, on rank 0; with
+  several processes it also holds every rank's model buffers, e.g. the
+  normalisation statistics that differ between ranks, which a resume on
+  the same number of ranks gives back to each), points
   ``last_checkpoint`` at it, under Slurm requeues the job (rank 0,
   ``scontrol requeue $SLURM_JOB_ID``, ``preemption.requeue``) and raises
   :class:`~.preemption.Preempted`, which exits the process with
@@ -51,6 +54,7 @@ from typing import Dict, Iterator, Optional, Sequence, Union
 from mmengine.dist import get_rank, get_world_size, is_main_process
 from mmengine.fileio import get_file_backend, join_path
 from mmengine.logging import print_log
+from mmengine.model import is_model_wrapper
 from mmengine.registry import DATA_SAMPLERS, LOOPS
 from mmengine.runner import EpochBasedTrainLoop, IterBasedTrainLoop
 from torch.utils.data import BatchSampler, DataLoader
@@ -71,6 +75,11 @@ from .seeding import ITERATION_STREAM, derive_seed, seed_globals
 #: ``runner.message_hub`` runtime info (saved in checkpoints): the world
 #: size and batches per epoch of the run that wrote the checkpoint.
 LAYOUT_KEY = 'resume_layout'
+#: ``runner.message_hub`` runtime info in a preemption checkpoint: every
+#: rank's model buffers (mmengine saves rank 0's model only; with
+#: ``broadcast_buffers=False``, mmengine's default, normalisation statistics
+#: differ between ranks until they are averaged at the next switch).
+RANK_BUFFERS_KEY = 'resume_rank_buffers'
 #: Sampler classes (by name, anywhere in the class's MRO) whose iterator
 #: never ends: mmengine's ``InfiniteSampler``, mmdet's
 #: ``MultiSourceSampler`` and ``GroupMultiSourceSampler``.
@@ -144,6 +153,11 @@ class ResumableTraining:
                 level=logging.WARNING)
         runner.message_hub.update_info(LAYOUT_KEY, layout)
         self._resume_position = self._position(length)
+        rank_buffers = runner.message_hub.runtime_info.pop(
+            RANK_BUFFERS_KEY, None)
+        if rank_buffers is not None and saved is not None \
+                and dict(saved) == layout:
+            self._load_buffers(rank_buffers[get_rank()])
         self._stopper = StopAgreement()
         if self._signals.numbers and not self._signals.install():
             print_log(
@@ -163,6 +177,16 @@ class ResumableTraining:
             f'batch {clamped} of it.', logger='current',
             level=logging.WARNING)
         return clamped
+
+    def _model(self):
+        model = self.runner.model
+        return model.module if is_model_wrapper(model) else model
+
+    def _load_buffers(self, buffers: Dict) -> None:
+        """Give this rank's model back the buffers it had when preempted."""
+        for name, buffer in self._model().named_buffers():
+            if name in buffers:
+                buffer.copy_(buffers[name])
 
     def _finish(self) -> None:
         """Put the signal handlers back, release the gloo group."""
@@ -248,6 +272,12 @@ class ResumableTraining:
         runner = self.runner
         filename = f'iter_{self._iter}.pth'
         path = join_path(runner.work_dir, filename)
+        if self._stopper.world_size > 1:
+            buffers = self._stopper.gather({
+                name: buffer.detach().cpu().clone()
+                for name, buffer in self._model().named_buffers()
+            })
+            runner.message_hub.update_info(RANK_BUFFERS_KEY, buffers)
         runner.save_checkpoint(
             runner.work_dir, filename, by_epoch=False,
             meta=dict(epoch=self._epoch, iter=self._iter))

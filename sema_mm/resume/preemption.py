@@ -177,6 +177,15 @@ class StopAgreement:
         work.wait()
         return bool(flag.item())
 
+    def gather(self, obj) -> list:
+        """Every rank's ``obj``, by rank (on the gloo group); ``[obj]``
+        with one process."""
+        if self.group is None:
+            return [obj]
+        objects = [None] * self.world_size
+        torch_dist.all_gather_object(objects, obj, group=self.group)
+        return objects
+
     def barrier(self) -> None:
         """Wait for every rank (on the gloo group)."""
         if self.group is not None:
