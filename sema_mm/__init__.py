@@ -13,13 +13,15 @@ change is listed in ``docs/mmengine_changes.md``).
 Packages of the product: ``hooks`` (the hook's lifecycle), ``ema`` (the EMA
 and its strategies), ``switching`` (schedule, pull-back, normalisation
 statistics), ``sharding`` (the adapters of sharded models, FSDP2 for
-``FlexibleRunner``), ``compat`` (torch capabilities, changes to mmengine),
-``cli`` (the tools' helpers), ``datasets``, ``selfsup``. Apart from them,
-never imported by them: ``comparison`` (comparing weight-averaging methods)
-and ``studies`` (the toy task, decision boundaries, loss landscapes, the
-baselines' optimizer and schedule).
+``FlexibleRunner``), ``resume`` (training loops that resume exactly and stop
+cleanly on preemption, registered in ``LOOPS``), ``compat`` (torch
+capabilities, changes to mmengine), ``cli`` (the tools' helpers),
+``datasets``, ``selfsup``. Apart from them, never imported by them:
+``comparison`` (comparing weight-averaging methods) and ``studies`` (the toy
+task, decision boundaries, loss landscapes, the baselines' optimizer and
+schedule).
 """
-from . import compat
+from . import compat, resume  # noqa: F401  (registers the loops)
 from .ema import FusedEMA
 from .hooks import SwitchEMAHook
 from .sharding.fsdp2_strategy import FSDP2Strategy

@@ -7,9 +7,9 @@ named by the last two parts of its work dir, ``<variant>_<seed dir>`` (e.g.
 ``sema_seed1`` for ``.../toy/sema/seed1``). In ``FOLDER``:
 
 * ``<name>.hold``: before its second epoch the run writes ``<name>.waiting``
-  and waits until ``<name>.hold`` is removed (so a test can act while the
-  run is known to be in the middle of training, after its first
-  checkpoint);
+  and waits until ``<name>.hold`` is removed or the run is asked to stop
+  (a preemption signal), so a test can act while the run is known to be in
+  the middle of training, after its first checkpoint;
 * ``<name>.fail``: after its first epoch's checkpoint the run removes the
   file and raises, i.e. it fails once and succeeds when started again.
 """
@@ -50,7 +50,8 @@ class RunControlHook(Hook):
         if runner.epoch >= 1 and osp.exists(hold):
             with open(self._path(runner, 'waiting'), 'w') as f:
                 f.write(str(os.getpid()))
-            while osp.exists(hold):
+            while osp.exists(hold) and not getattr(
+                    runner.train_loop, 'preemption_requested', False):
                 time.sleep(0.1)
 
     def after_train_epoch(self, runner) -> None:

@@ -26,6 +26,7 @@ from mmengine.config import Config
 from sema_mm.comparison.job_wrapper import DirLock
 from sema_mm.comparison.launchers import LocalLauncher
 from sema_mm.comparison.progress import ProgressBoard
+from sema_mm.resume import PREEMPTED_EXIT_CODE
 from tests.test_tools import run_env
 from tests.toy import toy_config
 
@@ -321,8 +322,9 @@ def test_killed_compare_loses_nothing_and_never_trains_twice(tmp_path):
 
 def test_interrupted_compare_stops_its_runs(tmp_path):
     """Ctrl-C (SIGINT) while a local run trains: the run's processes are
-    stopped, its folder is free for the next call, and the finished run is
-    kept."""
+    stopped (SIGTERM: the run saves a preemption checkpoint and exits with
+    PREEMPTED_EXIT_CODE), its folder is free for the next call, and the
+    finished run is kept."""
     held = HeldComparison(tmp_path)
     try:
         held.proc.send_signal(signal.SIGINT)
@@ -335,7 +337,7 @@ def test_interrupted_compare_stops_its_runs(tmp_path):
     assert (seed0 / 'finished.json').exists()
     assert not DirLock(str(seed1 / 'run.lock')).is_held()
     attempt = json.loads((seed1 / 'attempt.json').read_text())
-    assert attempt['rc'] == 128 + signal.SIGTERM
+    assert attempt['rc'] == PREEMPTED_EXIT_CODE
     assert not (seed1 / 'finished.json').exists()
     assert (seed1 / 'epoch_1.pth').exists()  # where the next call resumes
 

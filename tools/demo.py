@@ -68,6 +68,7 @@ from sema_mm.comparison.variants import (
     set_epochs,
 )
 from sema_mm.datasets.digits import make_digits
+from sema_mm.resume import use_resumable_loop
 from sema_mm.studies.sharpness import markdown_sharpness
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -348,6 +349,7 @@ def run_single(args: argparse.Namespace) -> dict:
     """Train ``--config`` once and print its summary; return it."""
     data = write_data(args)
     cfg = build_config(args)
+    use_resumable_loop(cfg)
     runner = Runner.from_cfg(cfg)
     recorder = HookMessages()
     runner.logger.addHandler(recorder)

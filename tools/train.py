@@ -9,13 +9,17 @@ The command line and behaviour follow the codebase's own ``tools/train.py``
 Multi-process runs (``tools/dist_train.sh``, ``tools/slurm_train.sh``) use
 nccl on GPUs and gloo on CPU-only machines (see :mod:`sema_mm.cli.launch`).
 Importing sema_mm registers ``SwitchEMAHook`` and lets checkpoints load with
-``weights_only=True``.
+``weights_only=True``. mmengine's training loops are replaced by the
+resumable ones (:mod:`sema_mm.resume`): exact resume, also mid-epoch, and on
+SIGTERM / SIGUSR1 a checkpoint, then exit status 86
+(:data:`sema_mm.resume.PREEMPTED_EXIT_CODE`).
 """
 import argparse
 
 import sema_mm  # noqa: F401
 from sema_mm.cli import build_runner, finish_distributed, merge_train_args
 from sema_mm.cli.args import add_launch_args, load_config, parse_launch_args
+from sema_mm.resume import Preempted
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -48,7 +52,11 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     cfg, codebase = load_config(args, merge_train_args)
     runner = build_runner(cfg)
-    runner.train()
+    try:
+        runner.train()
+    except Preempted as stop:
+        finish_distributed(stop.code)
+        raise
     finish_distributed()
 
 

@@ -62,6 +62,7 @@ from mmengine.runner import Runner
 from mmengine.utils import digit_version
 from torch.nn.parallel import DistributedDataParallel
 
+from ..resume import use_resumable_loop
 from .resume import resolve_auto_resume
 
 LAUNCHERS = ('none', 'pytorch', 'slurm', 'mpi')
@@ -339,24 +340,29 @@ def setup_distributed(cfg: Config) -> Tuple[Optional[str], str]:
 def build_runner(cfg: Config) -> Runner:
     """Build the Runner of ``cfg`` (``runner_type`` if set) after
     :func:`setup_distributed`, resolving ``--resume auto`` crash-safely
-    (:func:`~sema_mm.cli.resume.resolve_auto_resume`)."""
+    (:func:`~sema_mm.cli.resume.resolve_auto_resume`), with mmengine's
+    training loop replaced by the resumable one
+    (:func:`~sema_mm.resume.use_resumable_loop`)."""
     setup_distributed(cfg)
+    use_resumable_loop(cfg)
     resolve_auto_resume(cfg)
     if 'runner_type' not in cfg:
         return Runner.from_cfg(cfg)
     return RUNNERS.build(cfg)
 
 
-def finish_distributed() -> None:
-    """After a successful run: leave the process group together (a
-    barrier, then destroy it) and, with gloo, end the process at once.
+def finish_distributed(exit_code: int = 0) -> None:
+    """After a successful run (or a preempted one, ``exit_code``
+    :data:`~sema_mm.resume.PREEMPTED_EXIT_CODE`): leave the process group
+    together (a barrier, then destroy it) and, with gloo, end the process
+    at once with ``exit_code``.
 
     A gloo rank that exits while another still tears its communication
     threads down can abort the other ("terminate called without an active
     exception", SIGABRT, so the launcher reports a failed run), and with
     torch 2.13 this happened now and then even after the barrier and the
     destroy, at interpreter exit. With gloo the process therefore flushes
-    its logs and output and leaves with ``os._exit(0)``, skipping the
+    its logs and output and leaves with ``os._exit(exit_code)``, skipping the
     interpreter's teardown; nccl runs exit normally."""
     if not (torch_dist.is_available() and torch_dist.is_initialized()):
         return
@@ -367,4 +373,4 @@ def finish_distributed() -> None:
         logging.shutdown()
         sys.stdout.flush()
         sys.stderr.flush()
-        os._exit(0)
+        os._exit(exit_code)
