@@ -22,6 +22,7 @@ from tests.test_compare_launchers import (
     train_rows_of_epoch,
     wait_for,
 )
+from tests.test_exact_resume import assert_same_checkpoint
 from tests.test_tools import (
     TOOLS,
     assert_same_tensors,
@@ -187,12 +188,57 @@ def job_state(cluster, job_id: str) -> str:
     return found.group(1) if found else ''
 
 
-def test_requeued_batch_job_resumes(slurm_cluster, tmp_path):
+@pytest.fixture(scope='module')
+def uninterrupted(slurm_cluster, tmp_path_factory) -> Path:
+    """The work dir of the control config trained without interruption by
+    ``tools/slurm_train.sh`` (one task, one thread): what the preempted and
+    requeued runs below must end with, bit for bit."""
+    folder = tmp_path_factory.mktemp('uninterrupted')
+    work_dir = folder / 'w'
+    slurm_run(['bash', str(TOOLS / 'slurm_train.sh'), 'test',
+               'uninterrupted', control_config(folder, folder),
+               str(work_dir)], slurm_cluster, folder, GPUS='1',
+              GPUS_PER_NODE='1', CPUS_PER_TASK='1', OMP_NUM_THREADS='1',
+              MASTER_PORT=str(free_port()))
+    return work_dir
+
+
+def start_now(cluster, job_id: str) -> None:
+    """Once the requeued ``job_id`` is pending and its processes are gone,
+    start it at once instead of after Slurm's delay of about 150 s."""
+    wait_for(lambda: job_state(cluster, job_id) == 'PENDING' and
+             not cluster.step_daemons(), 'the job to be requeued')
+    # slurmd refuses to start a job whose credential is dated (in whole
+    # seconds) no later than the job's kill ("already killed, do not launch
+    # batch job"), hence Slurm's own delay: the kill is done (the node has
+    # no step daemon left), so a start in the next second is safe.
+    killed = int(time.time())
+    wait_for(lambda: int(time.time()) > killed, 'the next second')
+    cluster.client(['scontrol', 'update', f'JobId={job_id}',
+                    'StartTime=now'])
+
+
+def assert_resumed_like(work_dir: Path, log: str, reference: Path) -> None:
+    """``work_dir`` was preempted after the first iteration of epoch 2
+    (iteration 9), resumed there, and ended bit-identical to
+    ``reference``, each iteration trained once."""
+    assert (work_dir / 'iter_9.pth').is_file(), log[-6000:]
+    assert re.search(r'Loads checkpoint .* from path: \S+/iter_9\.pth\n',
+                     log), log[-6000:]
+    for epoch in (1, 2):
+        assert train_rows_of_epoch(work_dir, epoch) == \
+            train_rows_of_epoch(reference, epoch)
+    assert_same_checkpoint(work_dir / 'epoch_2.pth',
+                           reference / 'epoch_2.pth')
+
+
+def test_requeued_batch_job_resumes(slurm_cluster, uninterrupted, tmp_path):
     """``tools/slurm_batch_train.sh`` submits a requeueable batch job.
-    ``scontrol requeue`` after its epoch 1 checkpoint (held at a gate before
-    epoch 2) ends it; started again (at once, with
-    ``StartTime=now``), the job resumes after epoch 1 and finishes: epoch 1
-    was trained once, in the first start."""
+    ``scontrol requeue`` while it is held before epoch 2 sends it SIGTERM:
+    the run takes it as a preemption, trains one more iteration, writes
+    ``iter_9.pth`` and exits; started again (at once, with
+    ``StartTime=now``), the job resumes at iteration 9 and ends
+    bit-identical to the uninterrupted run."""
     control = tmp_path / 'control'
     control.mkdir()
     hold = control / 'run_w.hold'
@@ -214,25 +260,64 @@ def test_requeued_batch_job_resumes(slurm_cluster, tmp_path):
     assert waiting.exists(), log.read_text()[-6000:]
     assert (work_dir / 'epoch_1.pth').is_file()
     slurm_cluster.client(['scontrol', 'requeue', job_id])
-    wait_for(lambda: job_state(slurm_cluster, job_id) == 'PENDING' and
-             not slurm_cluster.step_daemons(), 'the job to be requeued')
-    # slurmd refuses to start a job whose credential is dated (in whole
-    # seconds) no later than the job's kill ("already killed, do not launch
-    # batch job"), hence Slurm's own delay: the kill is done (the node has
-    # no step daemon left), so a start in the next second is safe.
-    killed = int(time.time())
-    wait_for(lambda: int(time.time()) > killed, 'the next second')
+    start_now(slurm_cluster, job_id)
     hold.unlink()
-    slurm_cluster.client(['scontrol', 'update', f'JobId={job_id}',
-                          'StartTime=now'])
     wait_for(lambda: job_state(slurm_cluster, job_id) in ENDED,
              'the restarted job to end', timeout=240)
     text = log.read_text()
     show = slurm_cluster.client(['scontrol', 'show', 'job', job_id])
     assert 'JobState=COMPLETED' in show and 'Restarts=1' in show, \
         f'{show}\n{text[-6000:]}\n{slurm_cluster.logs()}'
-    assert 'DUE TO JOB REQUEUE' in text
     assert text.count('--launcher=slurm --resume') == 2  # two starts
-    assert 'resumed epoch: 1, iter: 8' in text
-    assert train_rows_of_epoch(work_dir, 1) == 8  # epoch 1 trained once
-    assert (work_dir / 'epoch_2.pth').is_file()
+    assert 'Preempted (SIGTERM)' in text, text[-6000:]
+    assert_resumed_like(work_dir, text, uninterrupted)
+
+
+def test_compare_job_preempted_by_slurm_requeues_itself(
+        slurm_cluster, tmp_path):
+    """A comparison on slurm with two identical runs (tasks ``toy`` and
+    ``twin``, the same config but for the gate's folder). ``scancel
+    --signal=USR1`` reaches the training process of ``toy`` (held before
+    epoch 2): it trains one more iteration, writes ``iter_9.pth``, requeues
+    its own job (``scontrol requeue``) and exits with status 86; the
+    requeued job resumes there. The waiting comparison reports both runs
+    with the same numbers, and their final checkpoints are bit-identical."""
+    control, quiet = tmp_path / 'control', tmp_path / 'quiet'
+    control.mkdir()
+    quiet.mkdir()
+    (control / 'sema_seed0.hold').write_text('')
+    toy = control_config(control, control)
+    twin = control_config(quiet, quiet)
+    root = tmp_path / 'work'
+    proc = subprocess.Popen(
+        [sys.executable, COMPARE, f'toy={toy}', f'twin={twin}',
+         '--variants', 'sema', '--seeds', '0', '--work-root', str(root),
+         '--launcher', 'slurm', '--partition', 'test', '--cpus-per-task',
+         '1', '--poll', '0.5', '--progress', 'plain'],
+        cwd=tmp_path, env=run_env(**slurm_cluster.env),
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        run_dir = root / 'toy' / 'sema' / 'seed0'
+        wait_for(lambda: (control / 'sema_seed0.waiting').exists(),
+                 'the gate', timeout=300, procs=[proc])
+        job_id = json.loads((run_dir / 'job.json').read_text())['job_id']
+        slurm_cluster.client(['scancel', '--signal=USR1', job_id])
+        start_now(slurm_cluster, job_id)
+        (control / 'sema_seed0.hold').unlink()
+        out, _ = proc.communicate(timeout=600)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, f'{out[-6000:]}\n{slurm_cluster.logs()}'
+    log = (run_dir / f'slurm-{job_id}.log').read_text()
+    assert 'Preempted (SIGUSR1)' in log, log[-6000:]
+    # Requeued by the run itself: the test only signalled it.
+    assert 'Restarts=1' in slurm_cluster.client(
+        ['scontrol', 'show', 'job', job_id])
+    twin_dir = root / 'twin' / 'sema' / 'seed0'
+    assert_resumed_like(run_dir, log, twin_dir)
+    results = {r['config']: r['variants'][0] for r in
+               json.loads((root / 'results.json').read_text())}
+    for key in ('final_values', 'final', 'best', 'curve'):  # not wall_s
+        assert results['toy'][key] == results['twin'][key], results

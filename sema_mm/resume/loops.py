@@ -139,6 +139,10 @@ class ResumableTraining:
         """Rebuild the loader for the run's seed, find the position to
         resume from, install the signal handlers."""
         runner = self.runner
+        print_log(
+            f'Training loop: {type(self).__name__} (exact resume, also '
+            'mid-epoch; SIGTERM/SIGUSR1 save a checkpoint and stop).',
+            logger='current')
         self._seed = run_seed(runner)
         self._rebuild_dataloader()
         length = len(self.dataloader)
@@ -286,15 +290,17 @@ class ResumableTraining:
             backend.put(path.encode(),
                         join_path(runner.work_dir, 'last_checkpoint'))
         self._stopper.barrier()
-        requeued = is_main_process() and requeue_slurm_job(self._requeue)
+        # Said before the requeue: it ends the job's processes, and srun
+        # may drop what they print after it.
         message = (
             f'Preempted ({self._signals.reason or "signal on another rank"})'
             f': stopped after iteration {self._iter} (epoch '
             f'{self._epoch + 1}) and saved {path}; exit status '
-            f'{PREEMPTED_EXIT_CODE}. '
-            + ('The Slurm job was requeued and resumes from it.'
-               if requeued else 'Restart with --resume to continue.'))
+            f'{PREEMPTED_EXIT_CODE}.')
         print_log(message, logger='current', level=logging.WARNING)
+        if not (is_main_process() and requeue_slurm_job(self._requeue)):
+            print_log('Restart with --resume to continue.',
+                      logger='current', level=logging.WARNING)
         raise Preempted(message)
 
 

@@ -231,6 +231,7 @@ def requeue_slurm_job(requeue: Union[bool, str] = 'auto') -> bool:
             'not allowed on this cluster; restart it with --resume.',
             logger='current', level=level)
         return False
-    print_log(f'Requeued Slurm job {job} (`scontrol requeue`).',
-              logger='current')
+    print_log(f'Requeued Slurm job {job} (`scontrol requeue`): it resumes '
+              'from this checkpoint.', logger='current',
+              level=logging.WARNING)
     return True

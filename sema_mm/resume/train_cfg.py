@@ -15,7 +15,6 @@ script of one's own gets them with
 from typing import Optional
 
 from mmengine.config import Config
-from mmengine.logging import print_log
 from mmengine.runner import EpochBasedTrainLoop, IterBasedTrainLoop
 
 from .loops import ResumableEpochBasedTrainLoop, ResumableIterBasedTrainLoop
@@ -62,7 +61,4 @@ def use_resumable_loop(cfg: Config) -> bool:
         return False
     train_cfg.pop('by_epoch', None)
     train_cfg['type'] = new
-    print_log(
-        f'Training loop: {new} (exact resume, also mid-epoch; '
-        'SIGTERM/SIGUSR1 save a checkpoint and stop).', logger='current')
     return True
