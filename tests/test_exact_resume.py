@@ -16,6 +16,7 @@ and random flip.
 """
 import argparse
 import copy
+import multiprocessing
 import os
 import shutil
 import signal
@@ -93,7 +94,11 @@ def preempt_then_resume(config: Path, work_dir: Path, options: Dict,
     with pytest.raises(Preempted) as stop:
         train_here(config, work_dir, options, hooks=[hook])
     assert stop.value.code == PREEMPTED_EXIT_CODE
+    # The loader workers ignore SIGTERM, so the loop ends them itself
+    # (Python's exit would otherwise wait for them forever).
+    assert not multiprocessing.active_children()
     train_here(config, work_dir, options, hooks=[hook], resume=True)
+    assert not multiprocessing.active_children()
     return str(stop.value)
 
 

@@ -131,6 +131,7 @@ class ResumableTraining:
         self._signals = PreemptionSignals(options['signals'])
         self._requeue = options['requeue']
         self._stopper: Optional[StopAgreement] = None
+        self._iterator: Optional[Iterator] = None
         self._seed = 0
         self._resume_position = 0
 
@@ -192,8 +193,28 @@ class ResumableTraining:
             if name in buffers:
                 buffer.copy_(buffers[name])
 
+    def _batches_from_start(self) -> Iterator:
+        """A new iterator of the training loader, kept until
+        :meth:`_finish` ends its workers."""
+        self._iterator = iter(self.dataloader)
+        return self._iterator
+
+    def _end_workers(self) -> None:
+        """End the training loader's worker processes now (persistent ones,
+        and those of an epoch stopped by a preemption). They ignore the
+        preemption signals, so the SIGTERM with which Python's exit ends
+        daemonic processes before it waits for them would not end them."""
+        iterator, self._iterator = self._iterator, None
+        shutdown = getattr(iterator, '_shutdown_workers', None)
+        if shutdown is not None:
+            shutdown()
+        if getattr(self.dataloader, '_iterator', None) is iterator:
+            self.dataloader._iterator = None
+
     def _finish(self) -> None:
-        """Put the signal handlers back, release the gloo group."""
+        """End the loader workers, put the signal handlers back, release
+        the gloo group."""
+        self._end_workers()
         self._signals.restore()
         if self._stopper is not None:
             self._stopper.close()
@@ -341,7 +362,8 @@ class ResumableEpochBasedTrainLoop(ResumableTraining, EpochBasedTrainLoop):
         self.runner.model.train()
         done, self._resume_position = self._resume_position, 0
         self._batches.start_at(self._iter, done)
-        for idx, data_batch in enumerate(self.dataloader, start=done):
+        for idx, data_batch in enumerate(self._batches_from_start(),
+                                         start=done):
             self._begin_iteration()
             self.run_iter(idx, data_batch)
             self._end_iteration()
@@ -383,7 +405,7 @@ class ResumableIterBasedTrainLoop(ResumableTraining, IterBasedTrainLoop):
         done = self._resume_position
         if is_infinite(self._batches.sampler):
             self._batches.start_at(self._iter, done)
-            yield from self.dataloader
+            yield from self._batches_from_start()
             raise RuntimeError(
                 f'The infinite sampler {type(self._batches.sampler).__name__}'
                 ' ran out of batches.')
@@ -393,7 +415,7 @@ class ResumableIterBasedTrainLoop(ResumableTraining, IterBasedTrainLoop):
             if hasattr(self._batches.sampler, 'set_epoch'):
                 self._batches.sampler.set_epoch(epoch)
             self._batches.start_at(epoch * length + done, done)
-            yield from self.dataloader
+            yield from self._batches_from_start()
             epoch, done = epoch + 1, 0
 
     def run(self):
