@@ -25,7 +25,10 @@ from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS
 from mmengine.runner import IterBasedTrainLoop
 
+from ..ema.averagers import OwnEMA
+from ..ema.ema_arguments import check_ema_device
 from ..ema.factory import build_averager
+from ..ema.model_buffers import BufferTies, tie_buffers
 from ..ema.nonfinite import NonfiniteGuard
 from ..ema.sync_state import ModelSync
 from ..ema.tensor_pairs import all_finite
@@ -47,6 +50,10 @@ class SwitchEMAHook(EMAHook):
     and is copied into the model's parameters at the end of every training
     epoch, before that epoch's validation and checkpoint. The optimizer state
     is left as it is.
+
+    ``ema_model.module`` carries the model's own normalisation statistics
+    and other buffers that are not averaged (as with mmengine's EMAHook),
+    by sharing their tensors (see :mod:`sema_mm.ema.model_buffers`).
 
     The hook decides *when* to seed, update, switch and save. *What* is
     averaged lives in an :class:`~sema_mm.ema.averagers.Averager` (a separate
@@ -109,6 +116,12 @@ class SwitchEMAHook(EMAHook):
             is seeded from the weights then. Defaults to 0.
         begin_epoch (int): Epoch (0-based) whose first iteration is the first
             update; exclusive with ``begin_iter``. Defaults to 0.
+        strict_load (bool): When resuming, a checkpoint EMA that does not
+            fit the model fails (True), or (False) its fitting entries are
+            loaded if they cover every averaged tensor, else the EMA starts
+            again from the resumed weights, with a warning. mmengine's
+            EMAHook argument of the same name; its default there is False.
+            Defaults to True.
         **kwargs: Passed to the averaged model, e.g. ``warmup_iters``,
             ``interval`` or ``device`` (``'cpu'``) for ``FusedEMA``.
     """
@@ -132,6 +145,7 @@ class SwitchEMAHook(EMAHook):
                  ema_type: str = 'FusedEMA',
                  begin_iter: int = 0,
                  begin_epoch: int = 0,
+                 strict_load: bool = True,
                  **kwargs) -> None:
         require(
             isinstance(momentum, (int, float)) and 0 < momentum < 1,
@@ -166,11 +180,13 @@ class SwitchEMAHook(EMAHook):
             f'set (got begin_iter={begin_iter}, begin_epoch={begin_epoch}).')
         require('update_buffers' not in kwargs,
                 "use buffers='average' instead of update_buffers=True.")
+        check_ema_device(kwargs.get('device'))
         self.ema_type = ema_type
         self.momentum = momentum
         self.ema_options = kwargs
         self.begin_iter = begin_iter
         self.begin_epoch = begin_epoch
+        self.strict_load = strict_load
         self.buffers = buffers
         self.norm_stats = NORM_STATS_POLICIES[buffers]
         self.bn_batches = bn_batches
@@ -221,6 +237,10 @@ class SwitchEMAHook(EMAHook):
             exclude=self.exclude, auto_exclude=self.auto_exclude,
             wrapped=model)
         self.ema_model = self.averager.ema_model
+        self.buffer_ties = (tie_buffers(
+            self.ema_model.module, self.src_model, self.averager.pairs.names)
+                            if isinstance(self.averager, OwnEMA) else
+                            BufferTies([], []))
         self.sync = ModelSync(self.averager.watched_tensors,
                               self.averager.initial_state)
 
@@ -233,12 +253,13 @@ class SwitchEMAHook(EMAHook):
         state = checkpoint.get('meta', {}).get('switch_ema', {})
         self.num_switches = state.get('num_switches', 0)
         self.nonfinite.skipped = state.get('skipped_updates', 0)
-        if self.averager.load(checkpoint):
+        if self.averager.load(checkpoint, strict=self.strict_load):
             self._resumed_at = checkpoint['meta']['iter']
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
         """Save the EMA (see the averager) and the hook's counters, in
         ``meta['switch_ema']``."""
+        self.buffer_ties.refresh()
         checkpoint.setdefault('meta', {})['switch_ema'] = dict(
             num_switches=self.num_switches,
             skipped_updates=self.nonfinite.skipped)
@@ -269,9 +290,12 @@ class SwitchEMAHook(EMAHook):
         steps = self.schedule.iters_per_switch / getattr(
             runner.optim_wrapper, '_accumulative_counts', 1)
         updates = self.averager.updates_per_switch(steps)
-        if updates is not None:  # None: the EMA has a schedule of its own
-            log_pullback(updates, self.momentum, self.pullback_threshold,
-                         self.averager.warmup_momentum_at())
+        momentum = self.averager.update_momentum(self.momentum)
+        if updates is not None and momentum is not None:
+            log_pullback(
+                updates, momentum, self.pullback_threshold,
+                self.averager.warmup_momentum_at(),
+                momentum_name=self.averager.momentum_name)
 
     def before_train_iter(self, runner, batch_idx: int,
                           data_batch=None) -> None:
@@ -304,6 +328,11 @@ class SwitchEMAHook(EMAHook):
         if self.schedule.due_after_epoch(runner.epoch):
             self._switch(runner, f'the end of epoch {runner.epoch + 1}',
                          runner.iter, runner.epoch + 1)
+        self.buffer_ties.refresh()
+
+    def after_train(self, runner) -> None:
+        """Leave ``ema_model.module`` with the model's buffers."""
+        self.buffer_ties.refresh()
 
     def _switch(self, runner, where: str, step: int,
                 epoch: Optional[float]) -> None:
@@ -349,6 +378,7 @@ class SwitchEMAHook(EMAHook):
         weights changed by other code since the switch are then still
         handled right.
         """
+        self.buffer_ties.refresh()
         if self.sync.started:
             self.averager.pairs.swap()
 
