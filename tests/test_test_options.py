@@ -29,22 +29,29 @@ def checkpoint(digits, tmp_path_factory):
     return work_dir / 'epoch_1.pth'
 
 
-def test_show_dir_tta_and_metrics_out(checkpoint, digits, tmp_path):
+def test_show_dir_tta_and_out_item(checkpoint, digits, tmp_path):
     """``--show-dir`` writes painted images (every ``--interval``-th
-    sample), ``--tta`` tests the flip-TTA model, ``--out-item metrics``
-    dumps the metrics."""
+    sample) and ``--out-item metrics`` dumps the metrics; ``--tta`` tests
+    the flip-TTA model and ``--out`` dumps its predictions."""
+    def test(*options):
+        return run(['python', str(TOOLS / 'test.py'), str(DEMO),
+                    str(checkpoint), '--work-dir', str(tmp_path), *options,
+                    '--cfg-options', 'test_dataloader.dataset.indices=20',
+                    *data_options(digits)],
+                   tmp_path, timeout=600, OMP_NUM_THREADS='1').stdout
+
     out = tmp_path / 'metrics.pkl'
-    proc = run(['python', str(TOOLS / 'test.py'), str(DEMO), str(checkpoint),
-                '--work-dir', str(tmp_path), '--show-dir',
-                str(tmp_path / 'vis'), '--interval', '5', '--tta', '--out',
-                str(out), '--out-item', 'metrics', '--cfg-options',
-                'test_dataloader.dataset.indices=20', *data_options(digits)],
-               tmp_path, timeout=600, OMP_NUM_THREADS='1')
-    assert 'Test metrics: accuracy/top1' in proc.stdout
+    assert 'Test metrics: accuracy/top1' in test(
+        '--show-dir', str(tmp_path / 'vis'), '--interval', '5', '--out',
+        str(out), '--out-item', 'metrics')
     with open(out, 'rb') as f:
-        metrics = pickle.load(f)
-    assert set(metrics) == {'accuracy/top1'}
+        assert set(pickle.load(f)) == {'accuracy/top1'}
     assert len(list((tmp_path / 'vis').glob('*.png'))) == 4  # 20 / 5
+    preds = tmp_path / 'preds.pkl'
+    assert 'Test metrics: accuracy/top1' in test('--tta', '--out',
+                                                 str(preds))
+    with open(preds, 'rb') as f:
+        assert len(pickle.load(f)) == 20
     cfg = Config.fromfile(str(tmp_path / DEMO.name))  # the runner's dump
     assert cfg.model.type == 'mmpretrain.AverageClsScoreTTA'
     assert cfg.test_dataloader.dataset.pipeline[-1].type == 'TestTimeAug'
@@ -70,6 +77,9 @@ def test_options_a_codebase_lacks_fail_with_a_message():
                              CODEBASES['mmdet'])
     with pytest.raises(ValueError, match='has no default one'):
         merge_test_view_args(cfg, parse('--tta'), CODEBASES['mmengine'])
+    with pytest.raises(ValueError, match='cannot draw test-time-augmented'):
+        merge_test_view_args(cfg, parse('--tta', '--show'),
+                             CODEBASES['mmpretrain'])
 
 
 def test_mmdet_options_as_upstream():

@@ -13,7 +13,8 @@ common ones, for sema_mm's ``tools/test.py``.
 * ``--amp`` (mmpretrain's): test in fp16; ``--no-pin-memory``.
 
 An option the config's codebase has no counterpart for fails with a message
-before the model is built.
+before the model is built, and so does mmpretrain's ``--tta`` with
+``--show``/``--show-dir`` (its visualization hook cannot draw TTA batches).
 """
 import argparse
 from copy import deepcopy
@@ -138,6 +139,10 @@ def merge_test_view_args(cfg: Config, args: argparse.Namespace,
     _require(args.out_item is None or args.out is not None,
              '--out-item needs --out FILE.')
     if args.show or args.show_dir:
+        _require(
+            not (args.tta and codebase.name == 'mmpretrain'),
+            "--tta with --show/--show-dir: mmpretrain's VisualizationHook "
+            'cannot draw test-time-augmented batches; run them apart.')
         _visualize(cfg, args, codebase)
     if args.tta:
         _test_time_augmentation(cfg, codebase)
