@@ -42,7 +42,7 @@ def default_cpus_per_task(partition: str, tasks_per_node: int) -> int:
 def refusal_hint(message: str, cpus_per_task: int, partition: str) -> str:
     """A hint for an ``sbatch`` refusal that may come from the CPUs asked
     per task; ``''`` for other refusals."""
-    if not re.search(r'CPU|node configuration|cpus', message, re.I):
+    if not re.search(r'CPU|processors|node configuration', message, re.I):
         return ''
     cpus = partition_cpus(partition)
     has = f' (its nodes have {cpus} CPUs)' if cpus else ''
