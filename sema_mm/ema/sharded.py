@@ -419,7 +419,8 @@ class ShardedEMA(Averager):
         checkpoint['ema_state_dict'] = full_ema_state(
             model_state, ema_full, self.pairs.names, steps)
 
-    def load(self, checkpoint: dict) -> bool:
+    def load(self, checkpoint: dict, strict: bool = True) -> bool:
+        # Shards load only when they fit, whatever ``strict`` says.
         self._follow_buffers()
         ema_state = checkpoint.get('ema_state_dict')
         if ema_state is None:
