@@ -324,13 +324,20 @@ def test_strict_load_false_restarts_an_ema_of_another_shape(tmp_path):
 
 
 # ------------------------------------------------ buffers of ema_model
-def test_ema_module_carries_the_model_buffers(tmp_path):
+@pytest.mark.parametrize('options', [{}, dict(device='cpu', overlap=True)])
+def test_ema_module_carries_the_model_buffers(tmp_path, options):
     """BN running statistics and ``num_batches_tracked`` of
     ``ema_model.module`` are the model's (shared, no copy per step); after
-    the last switch its eval output is the model's."""
-    runner = make_runner(tmp_path)
+    the last switch its eval output is the model's. Also with the EMA's
+    updates overlapped in a worker thread (``device='cpu'``,
+    ``overlap=True``: on a CPU model the buffers are still shared)."""
+    runner = make_runner(tmp_path, custom_hooks=hook_cfg(**options))
     runner.train()
     hook = sema_hook(runner)
+    offload = hook.ema_model._offload
+    assert (offload is not None) == bool(options)
+    if offload is not None:
+        assert offload.updates_done == 4 * 8
     model, ema = runner.model, hook.ema_model.module
     bn, ema_bn = model.backbone[1], ema.backbone[1]
     assert int(ema_bn.num_batches_tracked) == 4 * 8

@@ -110,6 +110,24 @@ def _fitting_part(expected: Dict, ema_state: Dict,
     }
 
 
+def fitting_ema_state(expected: Dict, ema_state: Dict, names: Sequence[str],
+                      strict: bool) -> Optional[Dict]:
+    """What to load of a checkpoint's EMA (``ema_state``) into an averaged
+    model whose state dict is ``expected`` (``strict_load``): all of it when
+    it fits. Otherwise ``strict`` fails, with the names that do not fit;
+    without, the entries that fit if they cover every averaged tensor of
+    ``names``, else None (the EMA starts again from the resumed weights),
+    with a warning either way."""
+    if strict:
+        check_ema_state(expected, ema_state,
+                        hint=', or set strict_load=False to load the '
+                        'entries that fit')
+        return ema_state
+    if not any(ema_state_mismatch(expected, ema_state)):
+        return ema_state
+    return _fitting_part(expected, ema_state, names)
+
+
 def save_swapped(checkpoint: dict, ema_model: nn.Module,
                  names: Sequence[str], ema_is_model: bool) -> None:
     """Put a separate averaged model into ``checkpoint`` in EMAHook's form;
@@ -141,16 +159,10 @@ def load_swapped(checkpoint: dict, ema_model: nn.Module,
     if 'ema_state_dict' not in checkpoint:
         warn_no_ema_state()
         return False
-    ema_state = checkpoint['ema_state_dict']
-    expected = ema_model.state_dict()
-    if strict:
-        check_ema_state(expected, ema_state,
-                        hint=', or set strict_load=False to load the '
-                        'entries that fit')
-    elif any(ema_state_mismatch(expected, ema_state)):
-        ema_state = _fitting_part(expected, ema_state, names)
-        if ema_state is None:
-            return False
+    ema_state = fitting_ema_state(ema_model.state_dict(),
+                                  checkpoint['ema_state_dict'], names, strict)
+    if ema_state is None:
+        return False
     swap_averaged(checkpoint['state_dict'], ema_state, names)
     ema_model.load_state_dict(ema_state, strict=False)
     return True
