@@ -1,5 +1,6 @@
-"""What ``tools/compare.py`` prints: decimals per metric, one seed, missing
-reference variants, failed runs, bad variants and the plain heartbeat."""
+"""What ``tools/compare.py`` prints: decimals per metric (tables and paired
+differences), one seed, missing reference variants, failed runs, bad
+variants and the plain heartbeat."""
 import io
 import subprocess
 import sys
@@ -7,9 +8,11 @@ import sys
 import pytest
 
 from sema_mm.comparison.metric_format import format_metric, metric_digits
+from sema_mm.comparison.paired_stats import paired_comparisons
 from sema_mm.comparison.progress import ProgressBoard
 from sema_mm.comparison.results import markdown_table, summarise_variant
 from sema_mm.comparison.run_errors import last_exception
+from sema_mm.comparison.runner import ConfigResult, write_report
 from tests.test_compare import write_toy_config
 from tests.test_compare_launchers import compare_cmd, run_compare
 
@@ -25,6 +28,26 @@ def test_fraction_metrics_get_three_decimals():
     rows = [r.split(' | ') for r in
             markdown_table([base, sema], 'coco/bbox_mAP').splitlines()]
     assert rows[3][2] == '0.021' and rows[3][5] == '+0.004'
+
+
+def test_paired_differences_of_a_fraction_metric_get_three_decimals(
+        tmp_path):
+    """The report's paired differences use the metric's decimals too: a
+    COCO mAP gain of 0.005 does not read as +0.01 or +0.00."""
+    finals = {'baseline': {0: 0.010, 1: 0.012}, 'SEMA': {0: 0.014, 1: 0.018}}
+    summaries = [
+        summarise_variant(label, {s: {1: v} for s, v in values.items()})
+        for label, values in finals.items()
+    ]
+    metric = 'coco/bbox_mAP'
+    res = ConfigResult('toy', metric, 'greater', 'epoch', summaries,
+                       markdown_table(summaries, metric),
+                       paired=paired_comparisons(finals))
+    text = write_report([res], str(tmp_path))
+    row = next(line for line in text.splitlines()
+               if line.startswith('| SEMA - baseline |'))
+    assert row.split(' | ')[2].startswith('+0.005 [')
+    assert '0: +0.004, 1: +0.006' in row
 
 
 def test_one_seed_and_no_ema_column():

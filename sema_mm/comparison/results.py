@@ -297,6 +297,13 @@ def _signed(value: float, digits: int) -> str:
     return '' if math.isnan(value) else f'{value:+.{digits}f}'
 
 
+def summary_digits(summaries: Sequence[VariantSummary]) -> int:
+    """Decimals of the metric of ``summaries`` (its final and best
+    values; see :func:`~.metric_format.metric_digits`)."""
+    return metric_digits(
+        [v for s in summaries for v in s.final_values + [s.best[0]]])
+
+
 def markdown_table(summaries: Sequence[VariantSummary], metric: str,
                    rule: str = 'greater', step_name: str = 'epoch',
                    digits: Optional[int] = None) -> str:
@@ -322,8 +329,7 @@ def markdown_table(summaries: Sequence[VariantSummary], metric: str,
         str: The table, without a trailing newline.
     """
     if digits is None:
-        digits = metric_digits(
-            [v for s in summaries for v in s.final_values + [s.best[0]]])
+        digits = summary_digits(summaries)
     by_label = {s.label: s for s in summaries}
     references = [(name, by_label[label])
                   for name, label in (('baseline', 'baseline'),

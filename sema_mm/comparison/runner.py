@@ -82,6 +82,7 @@ from .results import (
     plot_curves,
     read_run,
     summarise_variant,
+    summary_digits,
     switch_table,
 )
 from .variants import Variant, apply_variant, is_epoch_based, set_epochs
@@ -709,7 +710,8 @@ def write_report(results: Sequence[ConfigResult], work_root: str,
             parts.append(
                 f'Paired differences of the final {res.metric} (same seed, '
                 'positive: better):\n')
-            parts.append(markdown_paired(res.paired) + '\n')
+            parts.append(markdown_paired(
+                res.paired, digits=summary_digits(res.summaries)) + '\n')
         if res.sharpness:
             parts.append(sharpness_section(res))
         if res.switches:
