@@ -42,7 +42,8 @@ OLDEST_TESTS := tests/test_switch_ema_hook.py tests/test_fused_ema.py \
 	tests/test_checkpoint_safety.py tests/test_bad_config.py \
 	tests/test_buffers_and_teachers.py tests/test_distributed.py \
 	tests/test_compat.py tests/test_sync_state.py tests/test_gpu.py \
-	tests/test_host_offload.py
+	tests/test_host_offload.py tests/test_emahook_contract.py \
+	tests/test_hook_errors.py
 
 test-oldest:
 	bash tools/setup_env.sh oldest

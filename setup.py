@@ -1,5 +1,14 @@
-"""Install sema_mm: ``pip install -e .`` (see README for the full stack)."""
+"""Install sema_mm: ``pip install -e .`` (see README for the full stack).
+
+As OpenMMLab packages do, the configs, the tools and ``model-index.yml`` go
+into the package under ``sema_mm/.mim`` (copied for a wheel or an sdist,
+symlinked for an editable install), where ``mim train sema_mm CONFIG``,
+``mim test`` and ``mim search`` find them after ``pip install``.
+"""
+import os
 import os.path as osp
+import shutil
+import sys
 
 from setuptools import find_packages, setup
 
@@ -21,6 +30,41 @@ def read_version() -> str:
     return scope['__version__']
 
 
+#: What goes into ``sema_mm/.mim``.
+MIM_FILES = ('configs', 'tools', 'model-index.yml')
+
+
+def add_mim_extension() -> None:
+    """Copy (wheel, sdist) or symlink (editable install) :data:`MIM_FILES`
+    into ``sema_mm/.mim``; nothing for other commands."""
+    if {'develop', 'editable_wheel'} & set(sys.argv):
+        mode = 'symlink'
+    elif {'sdist', 'bdist_wheel', 'build'} & set(sys.argv):
+        mode = 'copy'
+    else:
+        return
+    mim_root = osp.join(HERE, 'sema_mm', '.mim')
+    os.makedirs(mim_root, exist_ok=True)
+    for name in MIM_FILES:
+        src = osp.join(HERE, name)
+        if not osp.exists(src):
+            continue  # building from an sdist: .mim came with it
+        dst = osp.join(mim_root, name)
+        if osp.islink(dst) or osp.isfile(dst):
+            os.remove(dst)
+        elif osp.isdir(dst):
+            shutil.rmtree(dst)
+        if mode == 'symlink':
+            os.symlink(osp.relpath(src, mim_root), dst)
+        elif osp.isdir(src):
+            shutil.copytree(src, dst, ignore=shutil.ignore_patterns(
+                '__pycache__', '*.pyc'))
+        else:
+            shutil.copyfile(src, dst)
+
+
+add_mim_extension()
+
 setup(
     name='sema_mm',
     version=read_version(),
@@ -35,7 +79,9 @@ setup(
         mm=read_requirements('mminstall.txt'),
         tests=read_requirements('tests.txt'),
         optional=read_requirements('optional.txt'),
+        tensorboard=['tensorboard'],
     ),
+    include_package_data=True,
     entry_points=dict(console_scripts=[
         'sema-make-coco=sema_mm.datasets.synthetic_coco:main',
         'sema-make-digits=sema_mm.datasets.digits:main',

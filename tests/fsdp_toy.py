@@ -10,8 +10,9 @@ Import with ``custom_imports=dict(imports=['tests.toy', 'tests.fsdp_toy'])``.
   ``work_dir/rank{rank}_epoch{epoch}.pth`` with the number of elements of
   its EMA (``ema_numel``; ``norm_numel`` of them are normalisation
   statistics, which are not sharded), its own buffers (``buffers``,
-  unwrapped names: the normalisation statistics differ between ranks) and,
-  with ``buffers='average'``, its EMA's statistics (``ema_norm_stats``).
+  unwrapped names: the normalisation statistics differ between ranks),
+  with ``buffers='average'``, its EMA's statistics (``ema_norm_stats``), and
+  the buffers of the hook's ``ema_model.module`` (``ema_module_buffers``).
 * :class:`SwitchProbeHook`: after every switch, every rank writes
   ``work_dir/rank{rank}_switch{n}.pth`` with its model's state dict.
 * :class:`GatherChunkHook`: with ``shard=True``, gathers of at most
@@ -63,9 +64,14 @@ class FullProbeHook(Hook):
             clean_name(n): b.detach().clone()
             for n, b in runner.model.named_buffers()
         }
+        ema_module_buffers = {
+            n: b.detach().clone()
+            for n, b in hook.ema_model.module.named_buffers()
+        }
         torch.save(
             dict(ema_numel=numel, buffers=buffers,
                  ema_norm_stats=ema_norm_stats,
+                 ema_module_buffers=ema_module_buffers,
                  norm_numel=sum(t.numel() for t in ema_norm_stats.values())),
             osp.join(runner.work_dir,
                      f'rank{runner.rank}_epoch{runner.epoch + 1}.pth'))

@@ -13,9 +13,14 @@ with the replicated EMA (``shard=False``), 2 and 3 processes:
   every gather is split into many small all-gathers;
 * each rank holds its balanced share of the EMA and says so in the log;
 * a 2-rank checkpoint resumes on 3 ranks and on 1 with the whole EMA;
+  ``strict_load`` applies as to the replicated EMA;
+* the replicated EMA's ``ema_model.module`` has each rank's buffers; the
+  sharded EMA's gathered form has them;
 * bad inputs fail before training.
 """
+import logging
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -120,6 +125,44 @@ def test_each_rank_holds_its_share(runs, procs):
             'elements of the EMA') in log
 
 
+@pytest.mark.parametrize('procs', [2, 3])
+def test_ema_model_carries_the_model_buffers(runs, procs):
+    """EMAHook's contract under DDP: after every epoch, the last one
+    included, the replicated EMA's ``ema_model.module`` has each rank's own
+    buffers that are not averaged (BatchNorm running statistics with
+    ``buffers='params'``, ``num_batches_tracked``). With ``shard=True``
+    ``ema_model`` holds the rank's share of the averaged tensors and none
+    of the model's buffers; the gathered EMA (``full_ema_state_dict``) has
+    the model's."""
+    ref, ours = runs[f'replicated{procs}'][0], runs[f'shard{procs}'][0]
+    for rank in range(procs):
+        for epoch in range(1, EPOCHS + 1):
+            probe = torch.load(ref / f'rank{rank}_epoch{epoch}.pth')
+            own = {  # the DDP wrapper's names
+                n[len('module.'):] if n.startswith('module.') else n: b
+                for n, b in probe['buffers'].items()
+            }
+            tied = {
+                n: b
+                for n, b in own.items() if n not in probe['ema_norm_stats']
+            }
+            assert int(tied['backbone.1.num_batches_tracked']) > 0
+            assert ('backbone.1.running_mean' in tied) == (procs == 2)
+            for name, buffer in tied.items():
+                assert torch.equal(probe['ema_module_buffers'][name],
+                                   buffer), (rank, epoch, name)
+        sharded = torch.load(ours / f'rank{rank}_epoch{EPOCHS}.pth')
+        assert not any(n.endswith('num_batches_tracked')
+                       for n in sharded['ema_module_buffers'])
+    full = torch.load(ours / f'full_epoch{EPOCHS}.pth')
+    buffers = [n for n in full['model'] if n.endswith(
+        ('running_mean', 'running_var', 'num_batches_tracked', 'calls'))]
+    assert 'backbone.1.num_batches_tracked' in buffers
+    for name in buffers:
+        if name not in full['names']:
+            assert torch.equal(full['ema'][name], full['model'][name]), name
+
+
 @pytest.mark.parametrize('procs', [3, 1])
 def test_two_rank_checkpoint_resumes_on_other_rank_counts(runs, procs,
                                                           tmp_path):
@@ -143,6 +186,59 @@ def test_two_rank_checkpoint_resumes_on_other_rank_counts(runs, procs,
                            ckpt['ema_state_dict']['module.' + n]), n
     last = torch.load(tmp_path / 'w' / f'full_epoch{EPOCHS}.pth')
     assert last['num_switches'] > 1
+
+
+@pytest.mark.parametrize('strict, change', [
+    (True, 'extra'), (False, 'extra'), (True, 'missing'), (False, 'missing')])
+def test_strict_load_with_shard(strict, change):
+    """``strict_load`` applies to the sharded EMA as to the replicated one
+    (the checkpoints have the same form), here for rank 1 of 2 (no
+    collective runs in a load): an entry the model lacks fails with
+    ``strict_load=True`` and is left out with False (the rank's range of
+    the EMA is the checkpoint's); a missing averaged tensor fails with True
+    and restarts the EMA with False, with a warning."""
+    from mmengine.logging import MMLogger
+
+    from sema_mm.ema.checkpoints import full_ema_state
+    from sema_mm.ema.momentum import MomentumSchedule
+    from sema_mm.ema.sharded import DDPShardedEMA
+    from sema_mm.sharding import DDPShards
+    from tests.toy import ToyClassifier
+    from tests.utils import LogCapture
+
+    torch.manual_seed(0)
+    model = ToyClassifier()
+    names = [n for n, _ in model.named_parameters()]
+    averager = DDPShardedEMA(DDPShards(model, names, world_size=2, rank=1),
+                             model, MomentumSchedule(0.2), False)
+    ema = {n: torch.randn_like(p) for n, p in model.named_parameters()}
+    model_state = {k: v.clone() for k, v in model.state_dict().items()}
+    ckpt = dict(state_dict=model_state, ema_state_dict=full_ema_state(
+        model_state, ema, names, torch.tensor(5)))
+    if change == 'extra':
+        ckpt['ema_state_dict']['module.extra.weight'] = torch.zeros(1, 2)
+    else:
+        del ckpt['ema_state_dict']['module.head.weight']
+    logs = LogCapture(SimpleNamespace(logger=MMLogger.get_current_instance()))
+    if strict:
+        with pytest.raises(ValueError, match='set strict_load=False'):
+            averager.load(ckpt, strict=True)
+        return
+    loaded = averager.load(ckpt, strict=False)
+    assert loaded == (change == 'extra')
+    warnings = ' '.join(logs.messages(logging.WARNING))
+    if not loaded:
+        assert 'starts again from the resumed weights' in warnings
+        return
+    assert 'loaded the EMA entries' in warnings
+    assert averager.ema_model.num_steps == 5
+    held = dict(zip(averager.pairs.grouped_names,
+                    averager.pairs.averaged_tensors()))
+    start = averager.shards.groups[0].ranges[1][0]
+    assert start > 0  # rank 1's range
+    whole = torch.cat([ema[n].reshape(-1) for n in names])
+    mine = torch.cat([held[n] for n in names if n in held])
+    assert torch.equal(mine, whole[start:start + mine.numel()])
 
 
 @pytest.mark.parametrize('options, model, message', [

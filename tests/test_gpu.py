@@ -485,7 +485,9 @@ def test_runner_host_ema_overlapped_equals_synchronous(tmp_path):
     overlapped (the default there) and synchronous (``overlap=False``):
     the same weights after every epoch (switches included), the same EMA
     and the same validation. Tolerance 1e-6 for the GPU's kernels; a race
-    with the copies moves values by about 1e-2."""
+    with the copies moves values by about 1e-2. After training the host
+    EMA's ``ema_model.module`` holds copies of the model's buffers that are
+    not averaged (``num_batches_tracked``)."""
     runs = []
     for overlap in (None, False):
         probe = Probe()
@@ -497,6 +499,14 @@ def test_runner_host_ema_overlapped_equals_synchronous(tmp_path):
         hook = sema_hook(runner)
         assert hook.num_switches == 4
         assert (hook.ema_model._offload is None) == (overlap is False)
+        ema_buffers = dict(hook.ema_model.module.named_buffers())
+        averaged = set(hook.averager.pairs.names)
+        copied = [(n, b) for n, b in runner.model.named_buffers()
+                  if n not in averaged]
+        assert 'backbone.1.num_batches_tracked' in dict(copied)
+        for name, buffer in copied:
+            assert ema_buffers[name].device.type == 'cpu', name
+            assert torch.equal(ema_buffers[name], buffer.cpu()), name
         runs.append(probe)
     for name in ('after_epoch', 'ema_after_epoch', 'seen_in_val'):
         for a, b in zip(getattr(runs[0], name), getattr(runs[1], name)):

@@ -85,3 +85,12 @@ def test_report_and_plot_log_show_switches(tmp_path, capsys):
     assert 'toy/accuracy, loss, sema/switch_distance' in capsys.readouterr(
     ).out
     assert (tmp_path / 'curves.png').read_bytes()[:4] == b'\x89PNG'
+
+
+def test_plot_log_labels_runs_of_the_same_name():
+    """The runs of a comparison all end in ``seed<s>``: each is labelled by
+    the part of its path that tells it apart, so none is dropped."""
+    labels = load_tool('plot_log').run_labels(
+        ['work/digits/sema/seed0', 'work/digits/baseline/seed0/',
+         'other/sema'])
+    assert labels == ['sema/seed0', 'baseline/seed0', 'other/sema']

@@ -8,7 +8,8 @@ metric mmengine logged (``vis_data/scalars.json``) is summarised::
         [--work-root work_dirs/compare] [--momentum 1e-3] [--epochs N] \\
         [--metric accuracy/top1] [--gpus-per-run N] \\
         [--launcher {none,local,slurm}] [--parallel K] \\
-        [--partition P] [--max-jobs K] [--no-wait] \\
+        [--partition P] [--cpus-per-task C] [--max-jobs K] [--no-wait] \\
+        [--progress {auto,tty,plain}] [--heartbeat MINUTES] \\
         [--bootstrap N] [--sharpness [--sharpness-batches B] \\
         [--sharpness-eps E] [--sharpness-trace S]] \\
         [--cfg-options KEY=VALUE ...]
@@ -41,8 +42,11 @@ Where the runs train (:mod:`sema_mm.comparison.launchers`):
 
 While runs train, one status line per run shows its state (queued, running,
 done, failed), epoch, metric and the time left, updated in place on a
-terminal (a line per change of state otherwise); each run's full log stays
-in its work dir. A run that failed is reported with its log and started
+terminal (a line per change of state otherwise, and every ``--heartbeat``
+minutes the lines of the running runs); each run's full log stays in its
+work dir. A metric in [0, 1] (COCO mAP) is shown with 3 decimals, others
+(accuracy in %) with 2. A run that failed is reported with its exception
+and its log and started
 again by the next call, resuming from its last checkpoint; the command then
 exits with status 1 (after writing the tables of the others).
 
@@ -169,7 +173,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                         help='--launcher slurm: GPUs per node (default 8)')
     parser.add_argument('--cpus-per-task', type=int, default=None,
                         help='--launcher slurm: CPUs per task (default: '
-                        '$CPUS_PER_TASK, else 5)')
+                        '$CPUS_PER_TASK, else 5 or what the partition\'s '
+                        'nodes have per GPU task if fewer)')
     parser.add_argument('--sbatch-args', default='',
                         help='--launcher slurm: more sbatch options, e.g. '
                         '"--time=2-0 --qos=normal"')
@@ -184,6 +189,11 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                         help='status lines updated in place (tty), a line '
                         'per change of state (plain), or tty on a terminal '
                         '(auto)')
+    parser.add_argument('--heartbeat', type=float, default=10.0,
+                        metavar='MINUTES',
+                        help='plain progress: print the running runs\' '
+                        'lines again after this many minutes without '
+                        'output (default: 10; 0: never)')
     parser.add_argument('--subprocess', action='store_true',
                         help='run each single-process run in its own '
                         'process (tools/train.py)')
@@ -216,6 +226,12 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         parser.error(f'--epochs must be >= 1, got {args.epochs}')
     if len(set(args.seeds)) != len(args.seeds):
         parser.error(f'--seeds repeat: {args.seeds}')
+    if args.heartbeat < 0:
+        parser.error(f'--heartbeat must be >= 0, got {args.heartbeat}')
+    try:
+        parse_variants(args.variants)
+    except ValueError as e:
+        parser.error(f'--variants: {e}')
     check_report_args(parser, args)
     return args
 
@@ -243,7 +259,8 @@ def main(argv: Optional[Sequence[str]] = None) -> List:
         max_jobs=args.max_jobs, gpus_per_node=args.gpus_per_node,
         cpus_per_task=args.cpus_per_task,
         sbatch_args=shlex.split(args.sbatch_args), wait=not args.no_wait,
-        poll_s=args.poll, progress=args.progress)
+        poll_s=args.poll, progress=args.progress,
+        heartbeat_s=args.heartbeat * 60 if args.heartbeat else None)
     command = ' '.join(['python', 'tools/compare.py'] + list(
         argv if argv is not None else sys.argv[1:]))
     try:

@@ -58,6 +58,7 @@ from .launchers import (
     slurm_jobs,
 )
 from .progress import ProgressBoard, ScalarsFollower
+from .run_errors import last_exception
 
 #: The lock file of a comparison root.
 ROOT_LOCK = 'compare.lock'
@@ -385,6 +386,8 @@ class Scheduler:
                 self._show_progress(job.task, state)
         if self.board.mode == 'tty':
             self.board.draw(force=False)
+        else:
+            self.board.heartbeat()
 
     @staticmethod
     def _finished(task: Task) -> Optional[dict]:
@@ -409,7 +412,9 @@ class Scheduler:
             how = job.record['error']
         elif job.rc is not None and rc is None:
             how = f'exit status {job.rc}'
-        detail = f'{how}; log: {job.log}'
+        error = None if job.record.get('error') else last_exception(job.log)
+        detail = f'{how}; log: {job.log}' + (f'; it raised {error}'
+                                             if error else '')
         self._show_progress(task, 'failed', detail=detail)
         self.board.note(f'{task.name} failed: {detail}. The next run of '
                         'this command starts it again, resuming from its '

@@ -49,9 +49,13 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from .job_wrapper import RUN_LOCK, DirLock, describe_holder, holder_info
 from .job_wrapper import write_finished as write_finished_record
+from .slurm_cpus import default_cpus_per_task, refusal_hint
 
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-TOOLS = osp.join(REPO, 'tools')
+PACKAGE = osp.dirname(osp.dirname(osp.abspath(__file__)))
+REPO = osp.dirname(PACKAGE)
+# An installed wheel has the tools under sema_mm/.mim (see setup.py).
+TOOLS = osp.join(PACKAGE, '.mim', 'tools') if osp.isdir(
+    osp.join(PACKAGE, '.mim', 'tools')) else osp.join(REPO, 'tools')
 #: The job wrapper, run by path (it imports only the standard library).
 JOB_SCRIPT = osp.join(REPO, 'sema_mm', 'comparison', 'job_wrapper.py')
 #: The record of a run's job, written by the comparison.
@@ -389,7 +393,8 @@ class SlurmLauncher:
         gpus_per_node (int): GPUs of a node a run may use. Defaults to 8.
         cpus_per_task (int, optional): ``--cpus-per-task``; default
             ``CPUS_PER_TASK`` from the environment, else 5 (as
-            ``tools/slurm_run.sh``).
+            ``tools/slurm_run.sh``) or fewer to fit the partition's nodes
+            (see :mod:`.slurm_cpus`).
         max_jobs (int, optional): Runs at a time at most.
         threads (int, optional): ``OMP_NUM_THREADS`` of each task; default
             ``cpus_per_task``.
@@ -411,8 +416,8 @@ class SlurmLauncher:
         self.gpus = gpus_per_run
         self.per_node = min(gpus_per_run, gpus_per_node)
         self.nodes = -(-gpus_per_run // self.per_node)
-        self.cpus_per_task = cpus_per_task or int(
-            os.environ.get('CPUS_PER_TASK', 5))
+        self.cpus_per_task = cpus_per_task or default_cpus_per_task(
+            partition, self.per_node)
         self.threads = threads or self.cpus_per_task
         self.max_jobs = max_jobs
         self.sbatch_args = list(sbatch_args)
@@ -482,8 +487,10 @@ class SlurmLauncher:
             cmd.remove(f'--dependency=afterany:{after}')
             proc = run_slurm(cmd + self.sbatch_args + [path])
         if proc.returncode != 0:
-            raise SubmitError(f'sbatch refused {task.name}: '
-                              f'{proc.stderr.strip() or proc.stdout}')
+            why = proc.stderr.strip() or proc.stdout
+            raise SubmitError(
+                f'sbatch refused {task.name}: {why}' + refusal_hint(
+                    why, self.cpus_per_task, self.partition))
         job_id = proc.stdout.strip().split(';')[0]
         if self._lines:
             self._lines[self._next_line] = job_id

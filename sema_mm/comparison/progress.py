@@ -6,7 +6,9 @@ the last value of the compared metric and, while it runs, an estimate of
 the time left; a head line counts the runs in each state. On a terminal the
 lines are redrawn in place (at most a few times a second); when the output
 is not a terminal (a CI log, a file) one plain line is printed per change of
-state instead. Messages (warnings, resubmissions) go above the lines.
+state instead, plus a heartbeat (the head line and every running run's line)
+when nothing was printed for ``heartbeat_s`` seconds. Messages (warnings,
+resubmissions) go above the lines.
 
 Where the numbers come from:
 
@@ -27,6 +29,7 @@ from typing import IO, Dict, List, Optional, Sequence
 from mmengine.hooks import Hook
 
 from ..switching.scalars import PREFIX as SWITCH_PREFIX
+from .metric_format import format_metric
 from .results import KNOWN_METRICS, NOT_METRICS, find_log_dirs
 
 #: States of a run, in the order the head line counts them.
@@ -132,7 +135,7 @@ class RunProgress:
         if self.state != 'queued':
             parts.append(self.step_text())
         if self.value is not None:
-            parts.append(f'{self.metric} {self.value:.2f}')
+            parts.append(f'{self.metric} {format_metric(self.value)}')
         if self.state == 'running':
             eta = self.eta()
             if eta is not None:
@@ -156,11 +159,15 @@ class ProgressBoard:
         metric (str, optional): Metric to show; found in the logs
             otherwise (see :func:`choose_metric`).
         title (str): Start of the head line.
+        heartbeat_s (float, optional): Plain mode: print the head line and
+            the running runs' lines when nothing was printed for this many
+            seconds (None: never). Defaults to 600.
     """
 
     def __init__(self, names: Dict[str, str], stream: Optional[IO] = None,
                  mode: str = 'auto', metric: Optional[str] = None,
-                 title: str = 'compare') -> None:
+                 title: str = 'compare',
+                 heartbeat_s: Optional[float] = 600.0) -> None:
         self.stream = stream if stream is not None else sys.stdout
         if mode == 'auto':
             isatty = getattr(self.stream, 'isatty', None)
@@ -176,6 +183,8 @@ class ProgressBoard:
         self._drawn = 0
         self._last_draw = 0.0
         self._start = time.monotonic()
+        self.heartbeat_s = heartbeat_s
+        self._last_print = self._start
 
     # ------------------------------------------------------------ updates
     def update(self, key: str, state: Optional[str] = None,
@@ -223,6 +232,8 @@ class ProgressBoard:
             self.draw(force=changed)
         elif changed:
             self._print(self.plain_line(key))
+        else:
+            self.heartbeat()
 
     def counts(self) -> Dict[str, int]:
         """Runs per state."""
@@ -292,9 +303,21 @@ class ProgressBoard:
             self.stream.flush()
             self._drawn = 0
 
+    def heartbeat(self) -> None:
+        """Plain mode: print the head line with the time so far and the
+        running runs' lines if nothing was printed for ``heartbeat_s``."""
+        if self.mode != 'plain' or self.heartbeat_s is None or \
+                time.monotonic() - self._last_print < self.heartbeat_s:
+            return
+        lines = [f'{self.head()}  ({format_duration(self.elapsed())})']
+        lines += ['  ' + r.line() for r in self.runs.values()
+                  if r.state == 'running']
+        self._print('\n'.join(lines))
+
     def _print(self, text: str) -> None:
         self.stream.write(text + '\n')
         self.stream.flush()
+        self._last_print = time.monotonic()
 
     def note(self, message: str) -> None:
         """Show ``message`` above the lines."""

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from ..switching.scalars import PREFIX as SWITCH_PREFIX
+from .metric_format import metric_digits
 
 #: Metric keys tried, in order, when none is given.
 KNOWN_METRICS = ('accuracy/top1', 'coco/bbox_mAP', 'coco/segm_mAP', 'mIoU',
@@ -282,10 +283,13 @@ def _fmt(value: float, digits: int) -> str:
         f'{value:.{digits}f}'
 
 
-def _pm(pair: tuple, digits: int) -> str:
+def _pm(pair: tuple, digits: int, runs: int = 2) -> str:
+    """``mean ± std``; the mean alone for one run (no spread to show)."""
     mean, std = pair
     if math.isnan(mean):
         return '-'
+    if runs < 2:
+        return f'{mean:.{digits}f}'
     return f'{mean:.{digits}f} ± {std:.{digits}f}'
 
 
@@ -293,45 +297,58 @@ def _signed(value: float, digits: int) -> str:
     return '' if math.isnan(value) else f'{value:+.{digits}f}'
 
 
+def summary_digits(summaries: Sequence[VariantSummary]) -> int:
+    """Decimals of the metric of ``summaries`` (its final and best
+    values; see :func:`~.metric_format.metric_digits`)."""
+    return metric_digits(
+        [v for s in summaries for v in s.final_values + [s.best[0]]])
+
+
 def markdown_table(summaries: Sequence[VariantSummary], metric: str,
                    rule: str = 'greater', step_name: str = 'epoch',
-                   digits: int = 2) -> str:
+                   digits: Optional[int] = None) -> str:
     """A Markdown table of the variants of one config.
 
     Columns: the variant, the seeds, the final value (the last validation)
     and the best value (each run's best), both as mean ± sample std over
-    seeds, the step where the seed-mean curve is best, the gain of the final
-    mean over the baseline and over EMA (positive is better), and the mean
-    training time of a run.
+    seeds (the mean alone for a single seed), the step where the seed-mean
+    curve is best, the gain of the final mean over the baseline and over
+    EMA (positive is better; a column only when that variant is compared),
+    and the mean training time of a run.
 
     Args:
         summaries (Sequence[VariantSummary]): One per variant, in order.
         metric (str): The metric's name (for the header).
         rule (str): ``'greater'`` or ``'less'``.
         step_name (str): ``'epoch'`` or ``'iteration'``.
-        digits (int): Decimals shown. Defaults to 2.
+        digits (int, optional): Decimals shown. Defaults to the metric's
+            (see :func:`~.metric_format.metric_digits`): 3 for a metric in
+            [0, 1] such as COCO mAP, else 2.
 
     Returns:
         str: The table, without a trailing newline.
     """
+    if digits is None:
+        digits = summary_digits(summaries)
     by_label = {s.label: s for s in summaries}
-    baseline = by_label.get('baseline')
-    ema = by_label.get('EMA')
+    references = [(name, by_label[label])
+                  for name, label in (('baseline', 'baseline'),
+                                      ('EMA', 'EMA')) if label in by_label]
     arrow = '↑' if rule == 'greater' else '↓'
-    lines = [
-        f'| variant | seeds | final {metric} {arrow} | best {metric} | '
-        f'best {step_name} | gain vs baseline | gain vs EMA | '
-        's / run |',
-        '|---|---|---|---|---|---|---|---|',
-    ]
+    header = (f'| variant | seeds | final {metric} {arrow} | best {metric} | '
+              f'best {step_name} | ' +
+              ''.join(f'gain vs {name} | ' for name, _ in references) +
+              's / run |')
+    lines = [header, '|---' * (6 + len(references)) + '|']
     for s in summaries:
+        gains = ''.join(f'{_signed(gain(s, ref, rule), digits)} | '
+                        for _, ref in references)
         lines.append(
-            f'| {s.label} | {len(s.seeds)} | {_pm(s.final, digits)} | '
-            f'{_pm(s.best, digits)} | '
+            f'| {s.label} | {len(s.seeds)} | '
+            f'{_pm(s.final, digits, len(s.seeds))} | '
+            f'{_pm(s.best, digits, len(s.seeds))} | '
             f'{"-" if s.best_step is None else s.best_step} | '
-            f'{_signed(gain(s, baseline, rule), digits)} | '
-            f'{_signed(gain(s, ema, rule), digits)} | '
-            f'{_fmt(s.wall_s[0], 0)} |')
+            f'{gains}{_fmt(s.wall_s[0], 0)} |')
     return '\n'.join(lines)
 
 

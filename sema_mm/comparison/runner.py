@@ -82,6 +82,7 @@ from .results import (
     plot_curves,
     read_run,
     summarise_variant,
+    summary_digits,
     switch_table,
 )
 from .variants import Variant, apply_variant, is_epoch_based, set_epochs
@@ -170,6 +171,9 @@ class Settings:
         progress (str): ``'auto'``, ``'tty'`` or ``'plain'``: how the status
             lines are shown (see :class:`~.progress.ProgressBoard`).
         stream (IO, optional): Where the status lines go (``sys.stdout``).
+        heartbeat_s (float, optional): Plain progress: seconds of silence
+            after which the running runs' lines are printed again (None:
+            never). Defaults to 600.
     """
 
     momentum: Optional[float] = None
@@ -191,6 +195,7 @@ class Settings:
     poll_s: Optional[float] = None
     progress: str = 'auto'
     stream: Optional[IO] = None
+    heartbeat_s: Optional[float] = 600.0
 
 
 def build_run_config(run: Run, settings: Settings) -> Config:
@@ -428,7 +433,8 @@ def make_board(tasks: Sequence[Task], settings: Settings,
     """The status lines of ``tasks``."""
     mode = settings.progress if settings.quiet else 'plain'
     return ProgressBoard({t.key: t.name for t in tasks},
-                         stream=settings.stream, mode=mode, metric=metric)
+                         stream=settings.stream, mode=mode, metric=metric,
+                         heartbeat_s=settings.heartbeat_s)
 
 
 class RunsFailed(RuntimeError):
@@ -444,9 +450,11 @@ class RunsFailed(RuntimeError):
     def __init__(self, failed: List[Tuple[str, str]],
                  results: List['ConfigResult']) -> None:
         lines = '\n'.join(f'  {name}: {detail}' for name, detail in failed)
+        nothing = '' if results else (
+            'No run logged a validation metric, so there is no table. ')
         super().__init__(
-            f'{len(failed)} run(s) failed:\n{lines}\nRun the same command '
-            'again to start them again (each resumes from its last '
+            f'{len(failed)} run(s) failed:\n{lines}\n{nothing}Run the same '
+            'command again to start them again (each resumes from its last '
             'checkpoint).')
         self.failed = failed
         self.results = results
@@ -702,7 +710,8 @@ def write_report(results: Sequence[ConfigResult], work_root: str,
             parts.append(
                 f'Paired differences of the final {res.metric} (same seed, '
                 'positive: better):\n')
-            parts.append(markdown_paired(res.paired) + '\n')
+            parts.append(markdown_paired(
+                res.paired, digits=summary_digits(res.summaries)) + '\n')
         if res.sharpness:
             parts.append(sharpness_section(res))
         if res.switches:
@@ -801,11 +810,17 @@ def compare(configs: Dict[str, str], variants: Sequence[Variant],
     if unfinished:
         header += ('\nNot finished (their curves so far are included): ' +
                    ', '.join(unfinished) + '\n')
-    results = collect(runs, metric, rule, plot_dir=work_root,
-                      bootstrap=bootstrap)
-    if sharpness is not None:
-        add_sharpness(results, runs, sharpness, settings.threads)
-    write_report(results, work_root, header)
+    try:
+        results = collect(runs, metric, rule, plot_dir=work_root,
+                          bootstrap=bootstrap)
+    except KeyError:
+        if not failed:
+            raise
+        results = []  # no run logged a validation metric
+    else:
+        if sharpness is not None:
+            add_sharpness(results, runs, sharpness, settings.threads)
+        write_report(results, work_root, header)
     if failed:
         raise RunsFailed(failed, results)
     return results

@@ -2,7 +2,8 @@
 schedule and update rule, its overlapped updates when held on the host
 (``host_offload``), the strategies the hook delegates to (a separate
 EMA, the model's momentum teacher, the EMA of a sharded model's shards), how
-they are built, how they go into checkpoints, and whether the EMA equals
+they are built (and their arguments checked), how they go into checkpoints,
+the EMA copy's buffers that follow the model's, and whether the EMA equals
 the model."""
 from .averagers import Averager, ModelTeacher, OwnEMA, OwnFusedEMA
 from .factory import build_averager

@@ -48,6 +48,8 @@ class Averager:
         initial_state (EMAState): The EMA's state before training.
         schedule (MomentumSchedule, optional): The momentum of the EMA's
             updates, when sema_mm runs them with a warm-up-aware schedule.
+        momentum_name (str): What sets :meth:`update_momentum`, for the
+            pull-back guard's messages.
     """
     ema_model: nn.Module
     model: nn.Module
@@ -55,6 +57,7 @@ class Averager:
     excluded: Tuple[str, ...] = ()
     initial_state = EMAState.NOT_STARTED
     schedule: Optional[MomentumSchedule] = None
+    momentum_name = 'momentum'
 
     def watched_tensors(self) -> List[Tensor]:
         """The model tensors whose version counters show an in-place change
@@ -117,6 +120,11 @@ class Averager:
         steps, for the pull-back guard."""
         return steps
 
+    def update_momentum(self, configured: float) -> Optional[float]:
+        """The nominal momentum of the EMA's updates, for the pull-back
+        guard: the hook's ``configured`` one for an EMA the hook updates."""
+        return configured
+
     def warmup_momentum_at(self) -> Optional[Callable[[int], float]]:
         """The momentum of the ``k``-th update during a warm-up, if any."""
         schedule = self.schedule
@@ -146,9 +154,9 @@ class Averager:
         """Put the EMA into ``checkpoint``; ``ema_is_model``: averaging has
         not begun, so the model's tensors stand for the EMA's."""
 
-    def load(self, checkpoint: dict) -> bool:
+    def load(self, checkpoint: dict, strict: bool = True) -> bool:
         """Restore the EMA from a resumed ``checkpoint``; whether it held
-        one."""
+        one (that fits, with ``strict=False``: see ``strict_load``)."""
         return False
 
 
@@ -189,8 +197,9 @@ class OwnEMA(Averager):
         save_swapped(checkpoint, self.ema_model, self.pairs.names,
                      ema_is_model)
 
-    def load(self, checkpoint: dict) -> bool:
-        return load_swapped(checkpoint, self.ema_model, self.pairs.names)
+    def load(self, checkpoint: dict, strict: bool = True) -> bool:
+        return load_swapped(checkpoint, self.ema_model, self.pairs.names,
+                            strict)
 
 
 class OwnFusedEMA(OwnEMA):
@@ -223,7 +232,7 @@ class ModelTeacher(Averager):
     """The model's own momentum teacher as the EMA (no second copy).
 
     The model keeps updating the teacher as it always does (its own
-    momentum schedule, so there is no pull-back for the hook to check);
+    momentum schedule; the pull-back guard uses the teacher's momentum);
     each switch copies it into the online modules it follows. The teacher
     is part of the model's ``state_dict``, so checkpoints need nothing more
     and resuming restores nothing of its own.
@@ -235,6 +244,7 @@ class ModelTeacher(Averager):
             names (see :func:`~sema_mm.ema.teachers.teacher_pairs`).
     """
     initial_state = EMAState.DIVERGED
+    momentum_name = "the momentum of the model's teacher"
 
     def __init__(self, model: nn.Module, name: str,
                  pairs: Sequence[Tuple[str, str]]) -> None:
@@ -255,4 +265,11 @@ class ModelTeacher(Averager):
         return True
 
     def updates_per_switch(self, steps: float) -> Optional[float]:
-        return None  # the model's own momentum schedule
+        # The model updates its teacher every ``interval`` steps.
+        return steps / getattr(self.ema_model, 'interval', 1)
+
+    def update_momentum(self, configured: float) -> Optional[float]:
+        """The teacher's own momentum (its starting value for a schedule
+        such as ``CosineEMA``'s); None if it has none."""
+        momentum = getattr(self.ema_model, 'momentum', None)
+        return None if momentum is None else float(momentum)

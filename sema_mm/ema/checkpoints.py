@@ -19,7 +19,7 @@ A resumed checkpoint without ``ema_state_dict`` restarts the EMA from the
 resumed weights, with a warning (:func:`warn_no_ema_state`).
 """
 import logging
-from typing import Dict, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from mmengine.logging import print_log
 from torch import Tensor, nn
@@ -50,22 +50,82 @@ def swap_averaged(model_state: Dict, ema_state: Dict,
                                                  model_state[name])
 
 
-def check_ema_state(expected: Dict, ema_state: Dict) -> None:
-    """Fail with a clear message when a checkpoint's EMA (``ema_state``)
-    does not fit the averaged model's state dict ``expected``."""
+def ema_state_mismatch(expected: Dict,
+                       ema_state: Dict) -> Tuple[List[str], List[str],
+                                                 List[str]]:
+    """Keys of a checkpoint's EMA (``ema_state``) that are missing from it,
+    unexpected, or of another shape than in the averaged model's state dict
+    ``expected``."""
     missing = sorted(set(expected) - set(ema_state))
     unexpected = sorted(set(ema_state) - set(expected))
     mismatched = sorted(
         k for k in set(expected) & set(ema_state)
         if tuple(expected[k].shape) != tuple(ema_state[k].shape))
-    if missing or unexpected or mismatched:
+    return missing, unexpected, mismatched
+
+
+def _describe(missing, unexpected, mismatched) -> str:
+    return (f'missing: {missing[:5]}, unexpected: {unexpected[:5]}, shape '
+            f'mismatch: {mismatched[:5]}')
+
+
+def check_ema_state(expected: Dict, ema_state: Dict,
+                    hint: str = '') -> None:
+    """Fail with a clear message when a checkpoint's EMA (``ema_state``)
+    does not fit the averaged model's state dict ``expected``; ``hint``
+    ends the message."""
+    found = ema_state_mismatch(expected, ema_state)
+    if any(found):
         raise ValueError(
             'SwitchEMAHook: the EMA in the resumed checkpoint does not '
-            f'match the model (missing: {missing[:5]}, unexpected: '
-            f'{unexpected[:5]}, shape mismatch: {mismatched[:5]}). Resume '
-            'from a checkpoint of this config, or start a new run with '
-            '`load_from=<checkpoint>` (the EMA then starts from the '
-            'loaded weights).')
+            f'match the model ({_describe(*found)}). Resume from a '
+            'checkpoint of this config, or start a new run with '
+            '`load_from=<checkpoint>` (the EMA then starts from the loaded '
+            f'weights){hint}.')
+
+
+def _fitting_part(expected: Dict, ema_state: Dict,
+                  names: Sequence[str]) -> Optional[Dict]:
+    """``strict_load=False``: the entries of a checkpoint's EMA that fit,
+    if they cover every averaged tensor of ``names`` (None otherwise), with
+    a warning either way."""
+    missing, unexpected, mismatched = ema_state_mismatch(expected, ema_state)
+    found = _describe(missing, unexpected, mismatched)
+    bad = set(missing) | set(mismatched)
+    if any('module.' + n in bad for n in names):
+        print_log(
+            'SwitchEMAHook: the EMA in the resumed checkpoint does not cover '
+            f'the averaged weights ({found}); strict_load=False: the EMA '
+            'starts again from the resumed weights.', logger='current',
+            level=logging.WARNING)
+        return None
+    print_log(
+        'SwitchEMAHook: strict_load=False: loaded the EMA entries of the '
+        f'resumed checkpoint that fit the model ({found}).',
+        logger='current', level=logging.WARNING)
+    return {
+        k: v
+        for k, v in ema_state.items()
+        if k not in unexpected and k not in mismatched
+    }
+
+
+def fitting_ema_state(expected: Dict, ema_state: Dict, names: Sequence[str],
+                      strict: bool) -> Optional[Dict]:
+    """What to load of a checkpoint's EMA (``ema_state``) into an averaged
+    model whose state dict is ``expected`` (``strict_load``): all of it when
+    it fits. Otherwise ``strict`` fails, with the names that do not fit;
+    without, the entries that fit if they cover every averaged tensor of
+    ``names``, else None (the EMA starts again from the resumed weights),
+    with a warning either way."""
+    if strict:
+        check_ema_state(expected, ema_state,
+                        hint=', or set strict_load=False to load the '
+                        'entries that fit')
+        return ema_state
+    if not any(ema_state_mismatch(expected, ema_state)):
+        return ema_state
+    return _fitting_part(expected, ema_state, names)
 
 
 def save_swapped(checkpoint: dict, ema_model: nn.Module,
@@ -86,17 +146,25 @@ def save_swapped(checkpoint: dict, ema_model: nn.Module,
 
 
 def load_swapped(checkpoint: dict, ema_model: nn.Module,
-                 names: Sequence[str]) -> bool:
+                 names: Sequence[str], strict: bool = True) -> bool:
     """Restore a separate averaged model from a checkpoint in EMAHook's
     form (and give the checkpoint's ``state_dict`` the model's own weights
-    back); whether it held one."""
+    back); whether it held one that fits.
+
+    A checkpoint EMA that does not fit the model fails with ``strict``
+    (``strict_load``); without, its entries that fit are loaded if they
+    cover every averaged tensor, and it is ignored otherwise (the EMA
+    starts again from the resumed weights).
+    """
     if 'ema_state_dict' not in checkpoint:
         warn_no_ema_state()
         return False
-    ema_state = checkpoint['ema_state_dict']
-    check_ema_state(ema_model.state_dict(), ema_state)
+    ema_state = fitting_ema_state(ema_model.state_dict(),
+                                  checkpoint['ema_state_dict'], names, strict)
+    if ema_state is None:
+        return False
     swap_averaged(checkpoint['state_dict'], ema_state, names)
-    ema_model.load_state_dict(ema_state, strict=True)
+    ema_model.load_state_dict(ema_state, strict=False)
     return True
 
 

@@ -23,6 +23,7 @@ from torch import nn
 from ..errors import require
 from ..sharding import DDPShards, ShardAdapter, find_sharded
 from .averagers import Averager, ModelTeacher, OwnEMA, OwnFusedEMA
+from .ema_arguments import unknown_arguments_error
 from .fused_ema import FusedEMA, select_averaged_names
 from .momentum import MomentumSchedule
 from .sharded import DDPShardedEMA, ShardedEMA
@@ -225,10 +226,7 @@ def build_averager(model: nn.Module,
     try:
         ema_model = ema_cls(model=model, **cfg)
     except TypeError as e:
-        raise ValueError(
-            f'SwitchEMAHook: ema_type={ema_cls.__name__} does not accept '
-            f'the arguments {sorted(cfg)}: {e}. Options such as '
-            'warmup_iters belong to the default ema_type FusedEMA.') from e
+        raise unknown_arguments_error(ema_cls, cfg, e) from e
     names = (ema_model.averaged_names if fused else select_averaged_names(
         ema_model.module, averages_norm_stats, excluded))
     averager = (OwnFusedEMA if fused else OwnEMA)(ema_model, model, names,

@@ -68,6 +68,7 @@ from ..switching.rank_check import check_shards_agree, check_values_agree
 from .averagers import Averager
 from .checkpoints import (
     RANK_NORM_STATS,
+    fitting_ema_state,
     full_ema_state,
     local_ema_state,
     split_full,
@@ -419,7 +420,8 @@ class ShardedEMA(Averager):
         checkpoint['ema_state_dict'] = full_ema_state(
             model_state, ema_full, self.pairs.names, steps)
 
-    def load(self, checkpoint: dict) -> bool:
+    def load(self, checkpoint: dict, strict: bool = True) -> bool:
+        # FSDP: shards load only when they fit, whatever ``strict`` says.
         self._follow_buffers()
         ema_state = checkpoint.get('ema_state_dict')
         if ema_state is None:
@@ -527,9 +529,22 @@ class DDPShardedEMA(ShardedEMA):
         self._for_checkpoint = None
         super().update()
 
-    def load(self, checkpoint: dict) -> bool:
+    def load(self, checkpoint: dict, strict: bool = True) -> bool:
+        """Restore the EMA from a checkpoint of the replicated EMA's form,
+        which must fit the model as for the replicated EMA
+        (``strict_load``; see :func:`~sema_mm.ema.checkpoints.
+        fitting_ema_state`): a misfit fails with ``strict``, else the EMA
+        starts again from the resumed weights unless the checkpoint covers
+        every averaged tensor."""
         self._for_checkpoint = None
-        return super().load(checkpoint)
+        ema_state = checkpoint.get('ema_state_dict')
+        if ema_state is not None and 'shards' not in ema_state:
+            expected = full_ema_state(dict(self.model.state_dict()), {}, (),
+                                      torch.tensor(0))
+            if fitting_ema_state(expected, ema_state, self.pairs.names,
+                                 strict) is None:
+                return False
+        return super().load(checkpoint, strict)
 
     def check_ranks(self, where: str) -> None:
         """The shards' layout and update counts (as :class:`ShardedEMA`),

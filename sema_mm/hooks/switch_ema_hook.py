@@ -25,7 +25,10 @@ from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS
 from mmengine.runner import IterBasedTrainLoop
 
+from ..ema.averagers import OwnEMA
+from ..ema.ema_arguments import check_ema_device
 from ..ema.factory import build_averager
+from ..ema.model_buffers import BufferTies, tie_buffers
 from ..ema.nonfinite import NonfiniteGuard
 from ..ema.sync_state import ModelSync
 from ..ema.tensor_pairs import all_finite
@@ -48,6 +51,12 @@ class SwitchEMAHook(EMAHook):
     and is copied into the model's parameters at the end of every training
     epoch, before that epoch's validation and checkpoint. The optimizer state
     is left as it is.
+
+    A separate EMA's ``ema_model.module`` carries the model's own
+    normalisation statistics and other buffers that are not averaged (as
+    with mmengine's EMAHook), by sharing their tensors (see
+    :mod:`sema_mm.ema.model_buffers`); a sharded EMA (``shard=True``, FSDP)
+    holds only this rank's share of the averaged tensors.
 
     The hook decides *when* to seed, update, switch and save. *What* is
     averaged lives in an :class:`~sema_mm.ema.averagers.Averager` (a separate
@@ -114,10 +123,19 @@ class SwitchEMAHook(EMAHook):
             only its 1/W of the EMA (:mod:`sema_mm.sharding.ddp`); the EMA
             is gathered at switches, validation and test, and checkpoints
             (bit-identical results, the same checkpoints). ``ema_model``
-            then holds this rank's share; :meth:`full_ema_state_dict` gives
-            the whole EMA. Needs the default ``ema_type`` and a separate
-            EMA (not the model's teacher). Adds nothing in a single process
-            or under FSDP, which shards the EMA already. Defaults to False.
+            then holds this rank's share (and none of the model's
+            buffers); :meth:`full_ema_state_dict` gives the whole EMA, with
+            the model's buffers. Needs the default ``ema_type`` and a
+            separate EMA (not the model's teacher). Adds nothing in a single
+            process or under FSDP, which shards the EMA already. Defaults to
+            False.
+        strict_load (bool): When resuming, a checkpoint EMA that does not
+            fit the model fails (True), or (False) its fitting entries are
+            loaded if they cover every averaged tensor, else the EMA starts
+            again from the resumed weights, with a warning (also with
+            ``shard=True``; under FSDP a checkpoint EMA must always fit).
+            mmengine's EMAHook argument of the same name; its default there
+            is False. Defaults to True.
         **kwargs: Passed to the averaged model, e.g. ``warmup_iters``,
             ``interval`` or ``device`` (``'cpu'``) for ``FusedEMA``; with
             ``device='cpu'`` and a model on a GPU the updates overlap
@@ -145,6 +163,7 @@ class SwitchEMAHook(EMAHook):
                  begin_iter: int = 0,
                  begin_epoch: int = 0,
                  shard: bool = False,
+                 strict_load: bool = True,
                  **kwargs) -> None:
         require(
             isinstance(momentum, (int, float)) and 0 < momentum < 1,
@@ -181,11 +200,13 @@ class SwitchEMAHook(EMAHook):
                 f'shard must be True or False, got {shard!r}.')
         require('update_buffers' not in kwargs,
                 "use buffers='average' instead of update_buffers=True.")
+        check_ema_device(kwargs.get('device'))
         self.ema_type = ema_type
         self.momentum = momentum
         self.ema_options = kwargs
         self.begin_iter = begin_iter
         self.begin_epoch = begin_epoch
+        self.strict_load = strict_load
         self.buffers = buffers
         self.norm_stats = NORM_STATS_POLICIES[buffers]
         self.bn_batches = bn_batches
@@ -237,6 +258,10 @@ class SwitchEMAHook(EMAHook):
             exclude=self.exclude, auto_exclude=self.auto_exclude,
             wrapped=model, shard=self.shard)
         self.ema_model = self.averager.ema_model
+        self.buffer_ties = (tie_buffers(
+            self.ema_model.module, self.src_model, self.averager.pairs.names)
+                            if isinstance(self.averager, OwnEMA) else
+                            BufferTies([], []))
         self.sync = ModelSync(self.averager.watched_tensors,
                               self.averager.initial_state)
 
@@ -250,13 +275,14 @@ class SwitchEMAHook(EMAHook):
         state = checkpoint.get('meta', {}).get('switch_ema', {})
         self.num_switches = state.get('num_switches', 0)
         self.nonfinite.skipped = state.get('skipped_updates', 0)
-        if self.averager.load(checkpoint):
+        if self.averager.load(checkpoint, strict=self.strict_load):
             self._resumed_at = checkpoint['meta']['iter']
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
         """Save the EMA (see the averager) and the hook's counters, in
         ``meta['switch_ema']``."""
         self.averager.join()
+        self.buffer_ties.refresh()
         checkpoint.setdefault('meta', {})['switch_ema'] = dict(
             num_switches=self.num_switches,
             skipped_updates=self.nonfinite.skipped)
@@ -309,9 +335,12 @@ class SwitchEMAHook(EMAHook):
         steps = self.schedule.iters_per_switch / getattr(
             runner.optim_wrapper, '_accumulative_counts', 1)
         updates = self.averager.updates_per_switch(steps)
-        if updates is not None:  # None: the EMA has a schedule of its own
-            log_pullback(updates, self.momentum, self.pullback_threshold,
-                         self.averager.warmup_momentum_at())
+        momentum = self.averager.update_momentum(self.momentum)
+        if updates is not None and momentum is not None:
+            log_pullback(
+                updates, momentum, self.pullback_threshold,
+                self.averager.warmup_momentum_at(),
+                momentum_name=self.averager.momentum_name)
 
     def before_train_iter(self, runner, batch_idx: int,
                           data_batch=None) -> None:
@@ -349,6 +378,7 @@ class SwitchEMAHook(EMAHook):
         if self.schedule.due_after_epoch(runner.epoch):
             self._switch(runner, f'the end of epoch {runner.epoch + 1}',
                          runner.iter, runner.epoch + 1)
+        self.buffer_ties.refresh()
         if checkpoint_due(runner, 'epoch'):
             self.prepare_checkpoint()
 
@@ -389,8 +419,10 @@ class SwitchEMAHook(EMAHook):
         print_log(message, logger='current')
 
     def after_train(self, runner) -> None:
-        """Finish the EMA's overlapped updates and stop their worker."""
+        """Finish the EMA's overlapped updates and stop their worker;
+        leave ``ema_model.module`` with the model's buffers."""
         self.averager.close()
+        self.buffer_ties.refresh()
 
     # --------------------------------------------------- validation / test
     def _swap(self) -> None:
@@ -401,8 +433,9 @@ class SwitchEMAHook(EMAHook):
         weights changed by other code since the switch are then still
         handled right.
         """
+        self.averager.join()
+        self.buffer_ties.refresh()
         if self.sync.started:
-            self.averager.join()
             self.averager.pairs.swap()
 
     def before_val_epoch(self, runner) -> None:

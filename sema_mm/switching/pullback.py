@@ -47,8 +47,8 @@ def momentum_for(threshold: float, updates: float) -> float:
 def log_pullback(updates: float,
                  momentum: float,
                  threshold: float,
-                 warmup_momentum_at: Optional[Callable[[int], float]] = None
-                 ) -> float:
+                 warmup_momentum_at: Optional[Callable[[int], float]] = None,
+                 momentum_name: str = 'momentum') -> float:
     """Log the pull-back weight of a switch schedule; warn above
     ``threshold`` with the momentum that would bring it under.
 
@@ -61,6 +61,8 @@ def log_pullback(updates: float,
         warmup_momentum_at (Callable, optional): Momentum of the ``k``-th
             update (from 1) during a momentum warm-up, to report the first
             switch's pull-back too. Defaults to None (no warm-up).
+        momentum_name (str): What the user changes to change ``momentum``,
+            for the messages. Defaults to ``'momentum'`` (the hook's).
 
     Returns:
         float: The steady-state pull-back weight.
@@ -68,10 +70,10 @@ def log_pullback(updates: float,
     whole = max(int(round(updates)), 1)
     steady = pullback_weight(lambda k: momentum, 1, whole)
     message = (
-        f'SwitchEMAHook: {updates:.0f} EMA updates per switch with momentum '
-        f'{momentum:g}: after each switch interval the EMA still gives '
-        f'weight {steady:.3g} to the weights of the previous switch '
-        f'(warning threshold {threshold:g})')
+        f'SwitchEMAHook: {updates:.0f} EMA updates per switch with '
+        f'{momentum_name} {momentum:g}: after each switch interval the EMA '
+        f'still gives weight {steady:.3g} to the weights of the previous '
+        f'switch (warning threshold {threshold:g})')
     if warmup_momentum_at is not None:
         first = pullback_weight(warmup_momentum_at, 1, whole)
         message += f'; {first:.3g} for the first switch (momentum warm-up)'
@@ -81,7 +83,7 @@ def log_pullback(updates: float,
     suggested = momentum_for(threshold, updates)
     print_log(
         message + '. Each switch would pull the model back by more than '
-        f'the threshold, which slows training down. Use momentum >= '
+        f'the threshold, which slows training down. Use {momentum_name} >= '
         f'{suggested:.3g} (the EMA time constant ~1/momentum updates then '
         f'fits in one switch interval), switch less often, or raise '
         'pullback_threshold if this is intended. The momentum is not '

@@ -14,6 +14,8 @@ Usage::
 
 Without ``--keys``: the validation metric (found as ``tools/compare.py``
 does), ``loss``, and ``sema/switch_distance`` when a run logged switches.
+Each run is labelled by the last parts of its path that tell it from the
+others (``sema/seed0``, ``ema/seed0`` for the runs of a comparison).
 """
 import argparse
 import os.path as osp
@@ -48,15 +50,27 @@ def default_keys(logs) -> List[str]:
     return keys
 
 
+def run_labels(work_dirs: Sequence[str]) -> List[str]:
+    """The shortest trailing parts of the work dirs' paths that tell them
+    apart (``sema/seed0`` and ``ema/seed0`` for the runs of a comparison),
+    as the legend's labels."""
+    parts = [osp.normpath(osp.abspath(w)).split(osp.sep) for w in work_dirs]
+    for n in range(1, max(len(p) for p in parts) + 1):
+        labels = ['/'.join(p[-n:]) for p in parts]
+        if len(set(labels)) == len(labels):
+            return labels
+    return ['/'.join(p) for p in parts]
+
+
 def main(argv: Optional[Sequence[str]] = None) -> str:
     args = parse_args(argv)
     logs = {}
-    for work_dir in args.work_dirs:
+    for label, work_dir in zip(run_labels(args.work_dirs), args.work_dirs):
         log = read_run(work_dir)
         if not log.log_dirs:
             raise SystemExit(f'{work_dir} has no vis_data/scalars.json: is '
                              'it an mmengine work dir?')
-        logs[osp.basename(osp.normpath(work_dir))] = log
+        logs[label] = log
     keys = args.keys or default_keys(logs)
     missing = [k for k in keys
                if not any(scalar_curve(log, k) for log in logs.values())]
