@@ -61,15 +61,19 @@ class PreemptAtIteration(Hook):
     signal does, once per work dir (a marker file stops it after a resume).
     With ``signal`` set, a real signal of that name is sent to this
     process instead; with ``again_while_saving``, the same signal is sent
-    once more while the preemption checkpoint is being saved."""
+    once more while the preemption checkpoint is being saved; with
+    ``in_validation``, the stop comes during the validation that follows
+    ``iteration`` instead."""
 
     priority = 'LOWEST'
 
     def __init__(self, iteration: int, signal: str = '',
-                 again_while_saving: bool = False) -> None:
+                 again_while_saving: bool = False,
+                 in_validation: bool = False) -> None:
         self.iteration = iteration
         self.signal = signal
         self.again_while_saving = again_while_saving
+        self.in_validation = in_validation
 
     def _once(self, runner, what: str = 'preempted') -> bool:
         marker = osp.join(runner.work_dir, f'{what}_once')
@@ -90,7 +94,14 @@ class PreemptAtIteration(Hook):
 
     def after_train_iter(self, runner, batch_idx, data_batch=None,
                          outputs=None) -> None:
-        if runner.iter + 1 == self.iteration and self._once(runner):
+        if not self.in_validation and runner.iter + 1 == self.iteration \
+                and self._once(runner):
+            self._stop(runner)
+
+    def after_val_iter(self, runner, batch_idx, data_batch=None,
+                       outputs=None) -> None:
+        if self.in_validation and runner.iter == self.iteration and \
+                self._once(runner):
             self._stop(runner)
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:

@@ -8,7 +8,8 @@ final checkpoint bit-identical to the uninterrupted run's (weights, EMA,
 optimizer, schedulers, the hook's counters) with ``num_workers`` 0 and 2
 (persistent or not) against one shared reference run, since the data no
 longer depend on the loader workers. Also: the iteration-based loop, a real
-SIGTERM (again during the save), a signal before the first iteration, two
+SIGTERM (again during the save), a signal before the first iteration and
+one during validation, two
 gloo processes stopped by real SIGTERMs at the same iteration and resumed
 bit-exactly, a resume on one process instead of two (continues, with a
 warning), and a detection config with mmdet's ``AspectRatioBatchSampler``
@@ -172,6 +173,19 @@ def test_signal_before_the_first_iteration(digits, reference, tmp_path):
         DEMO, tmp_path, digits_options(digits),
         dict(type='PreemptAtIteration', iteration=0, signal='SIGTERM'))
     assert 'Preempted (SIGTERM): stopped after iteration 1 ' in message
+    assert_same_checkpoint(reference, tmp_path / 'epoch_3.pth')
+
+
+def test_signal_during_validation(digits, reference, tmp_path):
+    """SIGTERM during the validation after epoch 1: validation ends, the
+    next training iteration runs, the checkpoint is written, and the
+    resumed run (validating every epoch) ends as the reference."""
+    options = digits_options(digits, **{'train_cfg.val_interval': 1})
+    message = preempt_then_resume(
+        DEMO, tmp_path, options,
+        dict(type='PreemptAtIteration', iteration=4, signal='SIGTERM',
+             in_validation=True))
+    assert 'Preempted (SIGTERM): stopped after iteration 5 ' in message
     assert_same_checkpoint(reference, tmp_path / 'epoch_3.pth')
 
 
