@@ -96,12 +96,15 @@ def test_mim_trains_from_the_installed_wheel(wheel, digits, tmp_path):
     config for one epoch with ``mim train sema_mm`` (or, where openmim is
     missing, the packaged ``tools/train.py`` that mim runs)."""
     python = fresh_venv(tmp_path / 'venv')
-    subprocess.run(
-        [sys.executable, '-m', 'pip', '--python', str(python), 'install',
-         '--no-deps', '--no-index', '-q', str(wheel)],
-        check=True, timeout=300)
     env = {k: v for k, v in os.environ.items() if k != 'PYTHONPATH'}
     env.update(CUDA_VISIBLE_DEVICES='', OMP_NUM_THREADS='1')
+    # Without PYTHONPATH: with the checkout on it, pip would see the
+    # editable install's ``sema_mm.egg-info`` there and take the wheel as
+    # already installed (``--ignore-installed`` for any other such copy).
+    subprocess.run(
+        [sys.executable, '-m', 'pip', '--python', str(python), 'install',
+         '--no-deps', '--no-index', '--ignore-installed', '-q', str(wheel)],
+        check=True, timeout=300, env=env)
     cwd = tmp_path / 'elsewhere'
     cwd.mkdir()
     where = subprocess.run(
