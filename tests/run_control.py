@@ -11,7 +11,9 @@ named by the last two parts of its work dir, ``<variant>_<seed dir>`` (e.g.
   (a preemption signal), so a test can act while the run is known to be in
   the middle of training, after its first checkpoint;
 * ``<name>.fail``: after its first epoch's checkpoint the run removes the
-  file and raises, i.e. it fails once and succeeds when started again.
+  file and raises, i.e. it fails once and succeeds when started again. With
+  a ``<name>.hold`` as well, it waits at that gate first (writing
+  ``<name>.waiting``), so a test decides when the failure comes.
 """
 import os
 import os.path as osp
@@ -45,17 +47,22 @@ class RunControlHook(Hook):
     def _path(self, runner, ending: str) -> str:
         return osp.join(self.folder, f'{run_name(runner.work_dir)}.{ending}')
 
-    def before_train_epoch(self, runner) -> None:
+    def _wait_at_gate(self, runner) -> None:
         hold = self._path(runner, 'hold')
-        if runner.epoch >= 1 and osp.exists(hold):
+        if osp.exists(hold):
             with open(self._path(runner, 'waiting'), 'w') as f:
                 f.write(str(os.getpid()))
             while osp.exists(hold) and not getattr(
                     runner.train_loop, 'preemption_requested', False):
                 time.sleep(0.1)
 
+    def before_train_epoch(self, runner) -> None:
+        if runner.epoch >= 1:
+            self._wait_at_gate(runner)
+
     def after_train_epoch(self, runner) -> None:
         fail = self._path(runner, 'fail')
         if runner.epoch == 0 and osp.exists(fail):
+            self._wait_at_gate(runner)
             os.remove(fail)
             raise RuntimeError(f'planned failure of {runner.work_dir}')

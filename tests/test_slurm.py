@@ -9,6 +9,7 @@ import os.path as osp
 import re
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Dict, List
@@ -107,6 +108,35 @@ def queue(cluster) -> Dict[str, Dict[str, str]]:
     return jobs
 
 
+def follow_until(cmd: List[str], cluster, cwd: Path, *marks: str,
+                 then) -> subprocess.CompletedProcess:
+    """Run ``cmd`` as a client of ``cluster``, reading its output as it
+    comes; call ``then()`` once, at the first line holding every one of
+    ``marks`` (or when the output ends without one). A command still at
+    work after 15 minutes is killed."""
+    proc = subprocess.Popen(
+        cmd, cwd=cwd, env=run_env(**cluster.env), stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True)
+    watchdog = threading.Timer(900, proc.kill)
+    watchdog.start()
+    lines, done = [], False
+    try:
+        for line in proc.stdout:
+            lines.append(line)
+            if not done and all(mark in line for mark in marks):
+                then()
+                done = True
+        proc.wait(timeout=600)
+    finally:
+        watchdog.cancel()
+        if not done:
+            then()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return subprocess.CompletedProcess(cmd, proc.returncode, ''.join(lines))
+
+
 def test_compare_on_slurm(slurm_cluster, tmp_path):
     """A 2-variant x 2-seed grid as slurm jobs, at most 2 at a time:
     submitted with ``--no-wait``, looked at with ``--report-only``, waited
@@ -116,6 +146,9 @@ def test_compare_on_slurm(slurm_cluster, tmp_path):
     control = tmp_path / 'control'
     control.mkdir()
     (control / 'sema_seed1.fail').write_text('')
+    # Its failure waits at the gate until step 3 follows the job.
+    hold = control / 'sema_seed1.hold'
+    hold.write_text('')
     config = control_config(tmp_path, control)
     root = tmp_path / 'work'
     base = [sys.executable, COMPARE, f'toy={config}', '--variants',
@@ -149,10 +182,15 @@ def test_compare_on_slurm(slurm_cluster, tmp_path):
     assert 'compare: 4 runs:' in out
     assert set(queue(slurm_cluster)) <= set(jobs.values())
 
-    # 3. Wait for them: adopted, not submitted again; one fails.
-    proc = slurm_run(base, slurm_cluster, tmp_path, check=False)
-    assert proc.returncode == 1, proc.stdout[-6000:]
-    out = proc.stdout
+    # 3. Wait for them: adopted, not submitted again; one fails. The failing
+    # job is held at its gate until this call shows it running (it follows
+    # it), so its failure comes during this call, however busy the machine.
+    wait_for(lambda: (control / 'sema_seed1.waiting').exists(),
+             'the failing run at its gate', timeout=600)
+    out = follow_until(base, slurm_cluster, tmp_path, 'toy SEMA seed 1',
+                       ' running ', then=hold.unlink)
+    assert out.returncode == 1, out.stdout[-6000:]
+    out = out.stdout
     failed_log = root / 'toy' / 'sema' / 'seed1' / \
         f'slurm-{jobs[("sema", 1)]}.log'
     assert f'toy SEMA seed 1 failed: exit status 1; log: {failed_log}' in \
