@@ -252,13 +252,17 @@ def digits_config(config: str, out_dir: str, data_root: str,
 
 
 def build_runner(config: str, work_dir: str):
-    """The Runner of a config file (unique instance names)."""
+    """The Runner of a config file (unique instance names), of its
+    ``runner_type`` if it names one, as mmengine's tools build it."""
     from mmengine.config import Config
+    from mmengine.registry import RUNNERS
     from mmengine.runner import Runner
     cfg = Config.fromfile(config)
     cfg.work_dir = work_dir
     cfg.experiment_name = f'test_{uuid.uuid4().hex[:8]}'
     cfg.log_level = 'WARNING'
+    if 'runner_type' in cfg:
+        return RUNNERS.build(cfg)
     return Runner.from_cfg(cfg)
 
 
@@ -624,3 +628,58 @@ def test_mmselfsup_compat_is_inert_without_mmselfsup():
     else:
         mmselfsup_compat.ensure_mmselfsup_runner_module()
         assert mmselfsup_compat.MISSING in sys.modules
+
+
+def test_benchmark_runner_rebuilds_the_inherited_tags_in_default_scope(
+        tmp_path):
+    """``MMSelfSupBenchmarkRunner`` builds the model, datasets, evaluators
+    and loop that mmengine tagged ``_scope_='mmselfsup'`` in the default
+    scope, drops the tag of ``collate_fn``, and leaves every other scope
+    (and the config it was given) as it is. Here on the digits demo config
+    under the mmpretrain scope; the mmselfsup 1.0.0 benchmarks themselves
+    build and train in ``tests/test_mmselfsup.py``."""
+    from mmengine.config import Config
+    from mmengine.registry import RUNNERS
+
+    from sema_mm.compat.mmselfsup import (
+        BUILT_IN_DEFAULT_SCOPE,
+        MMSelfSupBenchmarkRunner,
+        rescope_benchmark,
+    )
+    assert RUNNERS.get('MMSelfSupBenchmarkRunner') is MMSelfSupBenchmarkRunner
+    cfg = Config.fromfile(config_path('demo', 'resnet_digits_sema.py'))
+    for dotted in BUILT_IN_DEFAULT_SCOPE:
+        node = cfg
+        for key in dotted.split('.'):
+            node = node[key]
+        node['_scope_'] = 'mmselfsup'
+    cfg.train_dataloader.collate_fn = dict(_scope_='mmselfsup',
+                                           type='default_collate')
+    cfg.optim_wrapper._scope_ = 'mmselfsup'  # a scope upstream meant
+    cfg.val_evaluator._scope_ = 'mmdet'  # not a tag of mmselfsup::
+    cfg.test_dataloader = None
+    cfg.test_evaluator = None
+    cfg.test_cfg = None
+    before = cfg.to_dict()
+
+    rescoped = rescope_benchmark(cfg)
+    assert cfg.to_dict() == before
+    assert rescoped.model._scope_ == 'mmpretrain'
+    assert rescoped.train_dataloader.dataset._scope_ == 'mmpretrain'
+    assert rescoped.val_dataloader.dataset._scope_ == 'mmpretrain'
+    assert rescoped.train_cfg._scope_ == 'mmpretrain'
+    assert rescoped.train_dataloader.collate_fn == dict(
+        type='default_collate')
+    assert rescoped.optim_wrapper._scope_ == 'mmselfsup'
+    assert rescoped.val_evaluator._scope_ == 'mmdet'
+
+    cfg.val_evaluator._scope_ = 'mmselfsup'
+    cfg.runner_type = 'MMSelfSupBenchmarkRunner'
+    cfg.work_dir = str(tmp_path)
+    cfg.experiment_name = 'benchmark_runner'
+    cfg.log_level = 'WARNING'
+    runner = RUNNERS.build(cfg)
+    assert type(runner) is MMSelfSupBenchmarkRunner
+    assert runner.cfg.model._scope_ == 'mmpretrain'
+    assert runner.cfg.val_evaluator._scope_ == 'mmpretrain'
+    assert type(runner.model).__name__ == 'ImageClassifier'

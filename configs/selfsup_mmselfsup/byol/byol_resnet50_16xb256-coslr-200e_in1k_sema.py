@@ -8,15 +8,6 @@ a decay), annealed by its ``CosineEMA`` to 1) and everything else the model
 updates (queue, counters) are left exactly as the model's own update makes
 them; ``momentum`` of the hook is unused.
 """
-_base_ = 'mmselfsup::selfsup/byol/byol_resnet50_16xb256-coslr-200e_in1k.py'
-# mmselfsup_compat: see sema_mm/compat/mmselfsup.py
-custom_imports = dict(
-    imports=['sema_mm', 'sema_mm.compat.mmselfsup'],
-    allow_failed_imports=False)
+_base_ = './byol_resnet50_16xb256-coslr-200e_in1k_ema.py'
 
 custom_hooks = [dict(type='SwitchEMAHook', teacher='auto')]
-
-# Inheriting through `mmselfsup::` tags the upstream `collate_fn` with a
-# `_scope_` key, which mmengine 0.10.7 passes on to the function as an
-# argument (TypeError); declared again here, untagged.
-train_dataloader = dict(collate_fn=dict(_delete_=True, type='default_collate'))

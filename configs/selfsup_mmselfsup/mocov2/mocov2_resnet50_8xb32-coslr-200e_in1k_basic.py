@@ -10,15 +10,9 @@ first-update branch: an exact copy of the online backbone and neck. No momentum
 value can say this: mmengine's ``ExponentialMovingAverage`` refuses momentum 1,
 and ``CosineEMA`` anneals towards a fixed end value.
 """
-_base_ = 'mmselfsup::selfsup/mocov2/mocov2_resnet50_8xb32-coslr-200e_in1k.py'
-# mmselfsup_compat: see sema_mm/compat/mmselfsup.py
+_base_ = './mocov2_resnet50_8xb32-coslr-200e_in1k_ema.py'
 custom_imports = dict(
     imports=['sema_mm', 'sema_mm.selfsup', 'sema_mm.compat.mmselfsup'],
     allow_failed_imports=False)
 
 custom_hooks = [dict(type='CopyTeacherHook')]
-
-# Inheriting through `mmselfsup::` tags the upstream `collate_fn` with a
-# `_scope_` key, which mmengine 0.10.7 passes on to the function as an
-# argument (TypeError); declared again here, untagged.
-train_dataloader = dict(collate_fn=dict(_delete_=True, type='default_collate'))

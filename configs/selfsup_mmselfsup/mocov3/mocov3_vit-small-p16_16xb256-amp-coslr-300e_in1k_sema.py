@@ -8,15 +8,6 @@ convention: a decay), annealed by its ``CosineEMA`` to 1) and everything else
 the model updates (queue, counters) are left exactly as the model's own update
 makes them; ``momentum`` of the hook is unused.
 """
-_base_ = 'mmselfsup::selfsup/mocov3/mocov3_vit-small-p16_16xb256-amp-coslr-300e_in1k.py'  # noqa: E501
-# mmselfsup_compat: see sema_mm/compat/mmselfsup.py
-custom_imports = dict(
-    imports=['sema_mm', 'sema_mm.compat.mmselfsup'],
-    allow_failed_imports=False)
+_base_ = './mocov3_vit-small-p16_16xb256-amp-coslr-300e_in1k_ema.py'
 
 custom_hooks = [dict(type='SwitchEMAHook', teacher='auto')]
-
-# Inheriting through `mmselfsup::` tags the upstream `collate_fn` with a
-# `_scope_` key, which mmengine 0.10.7 passes on to the function as an
-# argument (TypeError); declared again here, untagged.
-train_dataloader = dict(collate_fn=dict(_delete_=True, type='default_collate'))

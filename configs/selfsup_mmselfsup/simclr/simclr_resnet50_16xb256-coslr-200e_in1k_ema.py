@@ -9,17 +9,8 @@ A1).
 SwitchEMAHook and EMAHook (mmengine's, under the mmselfsup scope) use
 mmengine's convention, momentum = 1 - alpha, unlike mmselfsup's models.
 """
-_base_ = 'mmselfsup::selfsup/simclr/simclr_resnet50_16xb256-coslr-200e_in1k.py'
-# mmselfsup_compat: see sema_mm/compat/mmselfsup.py
-custom_imports = dict(
-    imports=['sema_mm', 'sema_mm.compat.mmselfsup'],
-    allow_failed_imports=False)
+_base_ = './simclr_resnet50_16xb256-coslr-200e_in1k_baseline.py'
 
 custom_hooks = [
     dict(type='EMAHook', momentum=4e-5, priority='ABOVE_NORMAL')
 ]
-
-# Inheriting through `mmselfsup::` tags the upstream `collate_fn` with a
-# `_scope_` key, which mmengine 0.10.7 passes on to the function as an
-# argument (TypeError); declared again here, untagged.
-train_dataloader = dict(collate_fn=dict(_delete_=True, type='default_collate'))

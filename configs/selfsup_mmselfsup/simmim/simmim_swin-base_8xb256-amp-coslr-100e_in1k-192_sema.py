@@ -10,15 +10,6 @@ masked image modelling (Table A1).
 SwitchEMAHook and EMAHook (mmengine's, under the mmselfsup scope) use
 mmengine's convention, momentum = 1 - alpha, unlike mmselfsup's models.
 """
-_base_ = 'mmselfsup::selfsup/simmim/simmim_swin-base_8xb256-amp-coslr-100e_in1k-192.py'  # noqa: E501
-# mmselfsup_compat: see sema_mm/compat/mmselfsup.py
-custom_imports = dict(
-    imports=['sema_mm', 'sema_mm.compat.mmselfsup'],
-    allow_failed_imports=False)
+_base_ = './simmim_swin-base_8xb256-amp-coslr-100e_in1k-192_baseline.py'
 
 custom_hooks = [dict(type='SwitchEMAHook', momentum=1e-3)]
-
-# Inheriting through `mmselfsup::` tags the upstream `collate_fn` with a
-# `_scope_` key, which mmengine 0.10.7 passes on to the function as an
-# argument (TypeError); declared again here, untagged.
-train_dataloader = dict(collate_fn=dict(_delete_=True, type='default_collate'))
