@@ -87,7 +87,10 @@ def variants(kind):
 
 
 def all_configs():
-    return sorted(glob.glob(osp.join(CONFIGS, '**', '*.py'), recursive=True))
+    """Every config, the shared ``_base_`` files aside."""
+    return sorted(
+        p for p in glob.glob(osp.join(CONFIGS, '**', '*.py'), recursive=True)
+        if '_base_' not in osp.relpath(p, CONFIGS).split(osp.sep))
 
 
 @pytest.fixture(scope='module')
@@ -141,6 +144,11 @@ def test_config_builds_runner(config, size, digits, tmp_path):
     runner = build_runner(cfg_file, str(tmp_path / 'work'))
     if '/benchmarks/' in config:
         assert runner.cfg.default_scope == 'mmcls'
+        # built by the runner of _base_/mmcls_benchmark.py, in mmcls's scope
+        assert type(runner).__name__ == 'MMSelfSupBenchmarkRunner'
+        assert runner.cfg.model._scope_ == 'mmcls'
+        if size == 'full':  # the digits' dataset replaces upstream's
+            assert runner.cfg.train_dataloader.dataset._scope_ == 'mmcls'
     check_built_hooks(runner, config, ema_hook_type('mmselfsup'))
 
 
