@@ -10,7 +10,8 @@
 #
 # Time limits (seconds): TEST_TIMEOUT (default 330) for the tests and
 # BENCH_TIMEOUT (default 200) for the benchmark. TESTS=0 or BENCH=0 skips
-# that part (for a rerun of the other).
+# that part (for a rerun of the other). Exits 0 when every part that ran
+# passed, 1 otherwise.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-work_dirs/gpu_check}
@@ -69,3 +70,7 @@ echo "make test-gpu: exit $test_rc in ${test_s} s:" \
 grep -E '^(FAILED|ERROR) ' "$OUT/test_gpu.log" | head -20
 echo "benchmark (tools/benchmark.py --train --device cuda): exit $bench_rc in ${bench_s} s"
 grep -E '^(vit_b_16|round|\|)' "$OUT/benchmark.log"
+# Exit 0 only when every part that ran passed.
+for rc in "$test_rc" "$bench_rc"; do
+    case $rc in 0|skipped) ;; *) exit 1 ;; esac
+done
