@@ -1,14 +1,10 @@
 """BYOL, ResNet-50, LARS, 200 epochs (batch 16 x 256): "Basic", without a
 momentum teacher.
 
-The paper's "Basic" row of Table 4: the method with its teacher
-(``target_net``) following the online encoder exactly (momentum 1 in mmengine's
-convention, decay 0 in the paper's), gradient still stopped.
-``CopyTeacherHook`` (sema_mm.selfsup) zeroes the teacher's update counter
-before every iteration, so each of the model's own teacher updates takes the
-averaged model's first-update branch: an exact copy of the online backbone and
-neck. No momentum value can say this: mmengine's ``ExponentialMovingAverage``
-refuses momentum 1, and ``CosineEMA`` anneals towards a fixed end value.
+The paper's "Basic" (Table 4): ``CopyTeacherHook`` (sema_mm.selfsup) makes the
+teacher ``target_net`` an exact copy of the online backbone and neck at every
+update, the gradient still stopped; how, and why no momentum value can say it:
+``../README.md``.
 """
 _base_ = 'mmpretrain::byol/byol_resnet50_16xb256-coslr-200e_in1k.py'
 custom_imports = dict(

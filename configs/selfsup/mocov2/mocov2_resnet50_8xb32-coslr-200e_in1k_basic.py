@@ -1,14 +1,10 @@
 """MoCo v2, ResNet-50, SGD, 200 epochs (batch 8 x 32): "Basic", without a
 momentum teacher.
 
-The paper's "Basic" row of Table 4: the method with its teacher (``encoder_k``)
-following the online encoder exactly (momentum 1 in mmengine's convention,
-decay 0 in the paper's), gradient still stopped. ``CopyTeacherHook``
-(sema_mm.selfsup) zeroes the teacher's update counter before every iteration,
-so each of the model's own teacher updates takes the averaged model's
-first-update branch: an exact copy of the online backbone and neck. No momentum
-value can say this: mmengine's ``ExponentialMovingAverage`` refuses momentum 1,
-and ``CosineEMA`` anneals towards a fixed end value.
+The paper's "Basic" (Table 4): ``CopyTeacherHook`` (sema_mm.selfsup) makes the
+teacher ``encoder_k`` an exact copy of the online backbone and neck at every
+update, the gradient still stopped; how, and why no momentum value can say it:
+``../README.md``.
 """
 _base_ = 'mmpretrain::mocov2/mocov2_resnet50_8xb32-coslr-200e_in1k.py'
 custom_imports = dict(

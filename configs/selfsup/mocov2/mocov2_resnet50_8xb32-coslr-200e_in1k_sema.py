@@ -1,12 +1,10 @@
 """MoCo v2, ResNet-50, SGD, 200 epochs (batch 8 x 32): Switch EMA (SEMA).
 
-The standard method plus ``SwitchEMAHook`` with ``teacher='auto'``: the model's
-own momentum teacher ``encoder_k`` is the EMA (no second copy), and at the end
-of every epoch its parameters are copied into the online backbone and neck. The
-teacher, its momentum schedule (``momentum=0.001`` (mmengine convention: weight
-of the new weights; decay 0.999)) and everything else the model updates (queue,
-counters) are left exactly as the model's own update makes them; ``momentum``
-of the hook is unused.
+The standard method plus ``SwitchEMAHook(teacher='auto')``: the model's own
+teacher ``encoder_k`` is the EMA, with the model's schedule: ``momentum=0.001``
+(mmengine convention: weight of the new weights; decay 0.999). At the end of
+every epoch it is copied into the online backbone and neck; the hook's
+``momentum`` is unused. The variants: ``../README.md``.
 """
 _base_ = 'mmpretrain::mocov2/mocov2_resnet50_8xb32-coslr-200e_in1k.py'
 custom_imports = dict(

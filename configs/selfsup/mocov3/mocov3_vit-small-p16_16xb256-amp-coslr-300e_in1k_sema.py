@@ -1,12 +1,11 @@
 """MoCo v3, ViT-S/16, AdamW, 300 epochs (batch 16 x 256): Switch EMA (SEMA).
 
-The standard method plus ``SwitchEMAHook`` with ``teacher='auto'``: the model's
-own momentum teacher ``momentum_encoder`` is the EMA (no second copy), and at
-the end of every epoch its parameters are copied into the online backbone and
-neck. The teacher, its momentum schedule (``base_momentum=0.01`` (mmengine
-convention), annealed by ``CosineEMA`` to 0 (decay 0.99 -> 1)) and everything
-else the model updates (queue, counters) are left exactly as the model's own
-update makes them; ``momentum`` of the hook is unused.
+The standard method plus ``SwitchEMAHook(teacher='auto')``: the model's own
+teacher ``momentum_encoder`` is the EMA, with the model's schedule:
+``base_momentum=0.01`` (mmengine convention), annealed by ``CosineEMA`` to 0
+(decay 0.99 -> 1). At the end of every epoch it is copied into the online
+backbone and neck; the hook's ``momentum`` is unused. The variants:
+``../README.md``.
 """
 _base_ = 'mmpretrain::mocov3/mocov3_vit-small-p16_16xb256-amp-coslr-300e_in1k.py'  # noqa: E501
 custom_imports = dict(

@@ -1,10 +1,9 @@
 """SimCLR, ResNet-50, LARS, 200 epochs (batch 16 x 256): Switch EMA (SEMA).
 
-``SwitchEMAHook`` on the whole model: an EMA updated after every optimizer step
-and copied into the model at the end of every epoch; the checkpoint's
-``state_dict`` holds it (the backbone that the evaluation configs load).
-Momentum 1e-4 (mmengine convention): the paper's alpha = 0.9999 for ImageNet-1K
-contrastive (Table A1).
+``SwitchEMAHook`` on the whole model, momentum 1e-4 (mmengine convention,
+momentum = 1 - alpha: the paper's alpha = 0.9999, Table A1, ImageNet-1K
+contrastive), switched into the model at the end of every epoch; the
+checkpoint's ``state_dict`` holds the EMA. The variants: ``../README.md``.
 """
 _base_ = 'mmpretrain::simclr/simclr_resnet50_16xb256-coslr-200e_in1k.py'
 custom_imports = dict(

@@ -1,11 +1,10 @@
 """SimMIM, Swin-B (window 6, 192 px), AdamW, 100 epochs (batch 8 x 256): Switch
 EMA (SEMA).
 
-``SwitchEMAHook`` on the whole model: an EMA updated after every optimizer step
-and copied into the model at the end of every epoch; the checkpoint's
-``state_dict`` holds it (the backbone that the evaluation configs load).
-Momentum 1e-3 (mmengine convention): the paper's alpha = 0.999 for ImageNet-1K
-masked image modelling (Table A1).
+``SwitchEMAHook`` on the whole model, momentum 1e-3 (mmengine convention,
+momentum = 1 - alpha: the paper's alpha = 0.999, Table A1, ImageNet-1K masked
+image modelling), switched into the model at the end of every epoch; the
+checkpoint's ``state_dict`` holds the EMA. The variants: ``../README.md``.
 """
 _base_ = 'mmpretrain::simmim/simmim_swin-base-w6_8xb256-amp-coslr-100e_in1k-192px.py'  # noqa: E501
 custom_imports = dict(

@@ -2,14 +2,9 @@
 AdamW lr 2e-3, layer decay 0.65, 100 epochs.
 
 Upstream ``mmpretrain::mae/benchmarks/vit-base-p16_8xb128-coslr-100e_in1k.py``,
-unchanged apart from importing sema_mm. Its backbone starts from a pre-training
-checkpoint, given on the command line::
-
-    --cfg-options model.backbone.init_cfg.checkpoint=<ckpt>
-
-(``init_cfg=dict(type='Pretrained', prefix='backbone.')`` upstream). The
-pre-training checkpoint's ``state_dict`` holds the EMA weights (for
-SwitchEMAHook: the weights after the last switch).
+unchanged apart from importing sema_mm. The pre-training
+checkpoint is given with ``--cfg-options
+model.backbone.init_cfg.checkpoint=<ckpt>`` (see ``../../README.md``).
 """
 _base_ = 'mmpretrain::mae/benchmarks/vit-base-p16_8xb128-coslr-100e_in1k.py'
 custom_imports = dict(

@@ -3,14 +3,9 @@
 
 Upstream
 ``mmpretrain::simmim/benchmarks/swin-base-w6_8xb256-coslr-100e_in1k-192px.py``,
-unchanged apart from the imports and the fixes noted below. Its backbone starts
-from a pre-training checkpoint, given on the command line::
-
-    --cfg-options model.backbone.init_cfg.checkpoint=<ckpt>
-
-(``init_cfg=dict(type='Pretrained', prefix='backbone.')`` upstream). The
-pre-training checkpoint's ``state_dict`` holds the EMA weights (for
-SwitchEMAHook: the weights after the last switch).
+unchanged apart from the imports and the fixes noted below. The pre-training
+checkpoint is given with ``--cfg-options
+model.backbone.init_cfg.checkpoint=<ckpt>`` (see ``../../README.md``).
 """
 _base_ = 'mmpretrain::simmim/benchmarks/swin-base-w6_8xb256-coslr-100e_in1k-192px.py'  # noqa: E501
 custom_imports = dict(
